@@ -1,0 +1,57 @@
+// The kernel boundary: BPF maps as user space sees them. The libbpf implementation lives in
+// src/loader/kernel-backend.ts, the in-memory one (for unprivileged tests) in src/maps/memory-backend.ts.
+
+/** BPF_ANY / BPF_NOEXIST / BPF_EXIST, as in linux/bpf.h. */
+export const enum UpdateFlag {
+  Any = 0,
+  NoExist = 1,
+  Exist = 2,
+}
+
+/** One BPF map: raw keys and values, sizes fixed at creation. */
+export interface BpfMap {
+  readonly name: string;
+  readonly keySize: number;
+  /** For per-CPU maps: the size of one CPU's value (not rounded). */
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly perCpu: boolean;
+
+  /** Value of key, or undefined when absent. For per-CPU maps: every possible CPU's value, concatenated, each padded to 8 bytes. */
+  lookup(key: Buffer): Buffer | undefined;
+  /** Throws MapError (code XDPVS_ERR_MAP) on failure. For per-CPU maps value holds every CPU's value as lookup returns it. */
+  update(key: Buffer, value: Buffer, flag?: UpdateFlag): void;
+  /** True when the key existed. */
+  delete(key: Buffer): boolean;
+  /** Every key present (a snapshot taken with get_next_key; hash maps may change under it). */
+  keys(): Buffer[];
+  /** Writes many entries in one call where the kernel supports it (array and hash maps). */
+  updateBatch(keys: Buffer[], values: Buffer[]): void;
+}
+
+/** A map created at run time to be placed in a map-in-map slot (the schedule tables). */
+export interface InnerMap extends BpfMap {
+  /** Drops user space's reference; the kernel frees it once no outer map holds it. */
+  close(): void;
+}
+
+/** The maps of one loaded (or adopted) data plane. */
+export interface MapBackend {
+  /** Possible CPUs, for per-CPU values (the kernel's count, not os.cpus()). */
+  readonly possibleCpus: number;
+  /** A map of the object by its C name; throws when there is no such map. */
+  map(name: string): BpfMap;
+  /** Creates an array map u32 -> u32 of `entries` entries shaped like `outer`'s inner-map template. */
+  createInnerArray(outer: string, entries: number): InnerMap;
+  /** Places inner into slot index of the map-in-map `outer` (replacing what was there). */
+  setInner(outer: string, index: number, inner: InnerMap): void;
+  /** The inner map currently in slot index of `outer`, if any (adopting pinned state after a restart). */
+  getInner(outer: string, index: number): InnerMap | undefined;
+  /** Releases every file descriptor this backend holds (pins and attachments stay). */
+  close(): void;
+}
+
+/** Per-CPU value stride: the kernel rounds each CPU's value up to 8 bytes. */
+export function perCpuStride(valueSize: number): number {
+  return Math.ceil(valueSize / 8) * 8;
+}

@@ -1,0 +1,207 @@
+// Typed access to the director's maps (names as in bpf/maps.h). The only place that knows which codec each map uses.
+
+import { UpdateFlag, perCpuStride, type BpfMap, type InnerMap, type MapBackend } from './backend.js';
+import { REASONS, type Reason } from './reasons.js';
+import {
+  Config,
+  Conn,
+  Dest,
+  FlowKey,
+  SchedState,
+  Service,
+  ServiceKey,
+  Stats,
+  type ConfigV,
+  type ConnV,
+  type DestV,
+  type FlowKeyV,
+  type ServiceKeyV,
+  type ServiceV,
+  type StatsV,
+} from './structs.js';
+
+export type MapKind = 'hash' | 'array' | 'lru_hash' | 'percpu_array' | 'array_of_maps';
+
+export interface MapSpec {
+  name: string;
+  kind: MapKind;
+  keySize: number;
+  valueSize: number;
+}
+
+/** The director program's maps: name, kind, key and value sizes (capacities come from the object). */
+export const LB_MAPS = {
+  services: { name: 'services', kind: 'hash', keySize: ServiceKey.size, valueSize: Service.size },
+  dests: { name: 'dests', kind: 'array', keySize: 4, valueSize: Dest.size },
+  conns: { name: 'conns', kind: 'lru_hash', keySize: FlowKey.size, valueSize: Conn.size },
+  rings: { name: 'rings', kind: 'array_of_maps', keySize: 4, valueSize: 4 },
+  sched_state: { name: 'sched_state', kind: 'array', keySize: 4, valueSize: SchedState.size },
+  svc_stats: { name: 'svc_stats', kind: 'percpu_array', keySize: 4, valueSize: Stats.size },
+  dest_stats: { name: 'dest_stats', kind: 'percpu_array', keySize: 4, valueSize: Stats.size },
+  reasons: { name: 'reasons', kind: 'percpu_array', keySize: 4, valueSize: 8 },
+  config: { name: 'config', kind: 'array', keySize: 4, valueSize: Config.size },
+} as const satisfies Record<string, MapSpec>;
+
+function u32Key(i: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(i);
+  return b;
+}
+
+function sumPerCpu(raw: Buffer | undefined, cpus: number): StatsV {
+  const total = Stats.zero();
+  if (!raw) return total;
+  const stride = perCpuStride(Stats.size);
+  for (let c = 0; c < cpus; c++) {
+    const one = Stats.decode(raw, c * stride);
+    total.conns += one.conns;
+    total.inpkts += one.inpkts;
+    total.outpkts += one.outpkts;
+    total.inbytes += one.inbytes;
+    total.outbytes += one.outbytes;
+  }
+  return total;
+}
+
+export interface ConnEntry {
+  key: FlowKeyV;
+  value: ConnV;
+}
+
+export class LbMaps {
+  readonly services: BpfMap;
+  readonly dests: BpfMap;
+  readonly conns: BpfMap;
+  readonly schedState: BpfMap;
+  readonly svcStats: BpfMap;
+  readonly destStats: BpfMap;
+  readonly reasons: BpfMap;
+  readonly config: BpfMap;
+
+  constructor(readonly backend: MapBackend) {
+    this.services = backend.map(LB_MAPS.services.name);
+    this.dests = backend.map(LB_MAPS.dests.name);
+    this.conns = backend.map(LB_MAPS.conns.name);
+    this.schedState = backend.map(LB_MAPS.sched_state.name);
+    this.svcStats = backend.map(LB_MAPS.svc_stats.name);
+    this.destStats = backend.map(LB_MAPS.dest_stats.name);
+    this.reasons = backend.map(LB_MAPS.reasons.name);
+    this.config = backend.map(LB_MAPS.config.name);
+    backend.map(LB_MAPS.rings.name);
+  }
+
+  get maxServices(): number {
+    return this.schedState.maxEntries;
+  }
+  get maxDests(): number {
+    return this.dests.maxEntries;
+  }
+  get connTableSize(): number {
+    return this.conns.maxEntries;
+  }
+
+  putService(key: ServiceKeyV, svc: ServiceV): void {
+    this.services.update(ServiceKey.encode(key), Service.encode(svc));
+  }
+  getService(key: ServiceKeyV): ServiceV | undefined {
+    const raw = this.services.lookup(ServiceKey.encode(key));
+    return raw && Service.decode(raw);
+  }
+  deleteService(key: ServiceKeyV): void {
+    this.services.delete(ServiceKey.encode(key));
+  }
+  serviceKeys(): ServiceKeyV[] {
+    return this.services.keys().map((k) => ServiceKey.decode(k));
+  }
+
+  putDest(id: number, dest: DestV): void {
+    this.dests.update(u32Key(id), Dest.encode(dest));
+  }
+  getDest(id: number): DestV {
+    return Dest.decode(this.dests.lookup(u32Key(id)) ?? Buffer.alloc(Dest.size));
+  }
+  clearDest(id: number): void {
+    this.dests.update(u32Key(id), Buffer.alloc(Dest.size));
+  }
+
+  /** Writes a complete schedule table (dest ids) into ring slot `slot`, ready before any packet can see it. */
+  writeRing(slot: number, destIds: Uint32Array): void {
+    if (destIds.length === 0) return;
+    const inner: InnerMap = this.backend.createInnerArray(LB_MAPS.rings.name, destIds.length);
+    try {
+      const keys: Buffer[] = new Array(destIds.length);
+      const values: Buffer[] = new Array(destIds.length);
+      for (let i = 0; i < destIds.length; i++) {
+        keys[i] = u32Key(i);
+        values[i] = u32Key(destIds[i]);
+      }
+      inner.updateBatch(keys, values);
+      this.backend.setInner(LB_MAPS.rings.name, slot, inner);
+    } finally {
+      inner.close();
+    }
+  }
+  /** Empties ring slot `slot` (the service that used it is gone or has no destination). */
+  clearRing(slot: number): void {
+    this.backend.map(LB_MAPS.rings.name).delete(u32Key(slot));
+  }
+  /** The schedule table in slot `slot` (empty when none). */
+  readRing(slot: number): Uint32Array {
+    const inner = this.backend.getInner(LB_MAPS.rings.name, slot);
+    if (!inner) return new Uint32Array(0);
+    try {
+      const out = new Uint32Array(inner.maxEntries);
+      for (let i = 0; i < out.length; i++) out[i] = inner.lookup(u32Key(i))!.readUInt32LE(0);
+      return out;
+    } finally {
+      inner.close();
+    }
+  }
+
+  resetSchedState(id: number): void {
+    this.schedState.update(u32Key(id), SchedState.encode({ next: 0 }));
+  }
+
+  serviceStats(id: number): StatsV {
+    return sumPerCpu(this.svcStats.lookup(u32Key(id)), this.backend.possibleCpus);
+  }
+  destStatsOf(id: number): StatsV {
+    return sumPerCpu(this.destStats.lookup(u32Key(id)), this.backend.possibleCpus);
+  }
+  zeroServiceStats(id: number): void {
+    this.svcStats.update(u32Key(id), Buffer.alloc(perCpuStride(Stats.size) * this.backend.possibleCpus));
+  }
+  zeroDestStats(id: number): void {
+    this.destStats.update(u32Key(id), Buffer.alloc(perCpuStride(Stats.size) * this.backend.possibleCpus));
+  }
+
+  reasonCounts(): Record<Reason, number> {
+    const out = {} as Record<Reason, number>;
+    REASONS.forEach((name, i) => {
+      const raw = this.reasons.lookup(u32Key(i));
+      let sum = 0;
+      for (let c = 0; raw && c < this.backend.possibleCpus; c++) sum += Number(raw.readBigUInt64LE(c * 8));
+      out[name] = sum;
+    });
+    return out;
+  }
+
+  setConfig(cfg: ConfigV): void {
+    this.config.update(u32Key(0), Config.encode(cfg));
+  }
+  getConfig(): ConfigV {
+    return Config.decode(this.config.lookup(u32Key(0)) ?? Buffer.alloc(Config.size));
+  }
+
+  /** Every connection entry (a snapshot; the data plane keeps writing). */
+  connections(): ConnEntry[] {
+    const out: ConnEntry[] = [];
+    for (const k of this.conns.keys()) {
+      const v = this.conns.lookup(k);
+      if (v) out.push({ key: FlowKey.decode(k), value: Conn.decode(v) });
+    }
+    return out;
+  }
+}
+
+export { UpdateFlag };

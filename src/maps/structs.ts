@@ -1,0 +1,104 @@
+// The codecs of every struct in bpf/xdpvs_shared.h (update both). test/unit/codecs-btf.test.ts holds them
+// against the compiled object's BTF, and the kernel backend checks map key/value sizes when it opens a map.
+
+import { be16, ip16, mac, pad, struct, u16, u32, u64, u8 } from './codec.js';
+
+export const ServiceKey = struct('vs_service_key', {
+  addr: ip16,
+  port: be16,
+  proto: u8,
+  family: u8,
+});
+
+export const Service = struct('vs_service', {
+  id: u32,
+  sched: u8,
+  pad0: pad(1),
+  flags: u16,
+  ring_slot: u32,
+  ring_len: u32,
+});
+
+export const Dest = struct('vs_dest', {
+  addr: ip16,
+  port: be16,
+  family: u8,
+  method: u8,
+  gen: u32,
+  ifindex: u32,
+  svc_id: u32,
+  flags: u16,
+  mac_dst: mac,
+  mac_src: mac,
+  pad0: pad(2),
+});
+
+export const FlowKey = struct('vs_flow_key', {
+  src: ip16,
+  dst: ip16,
+  sport: be16,
+  dport: be16,
+  proto: u8,
+  family: u8,
+  pad0: pad(2),
+});
+
+export const Conn = struct('vs_conn', {
+  dest_id: u32,
+  dest_gen: u32,
+  svc_id: u32,
+  state: u8,
+  pad0: pad(3),
+  last_ns: u64,
+  expires_ns: u64,
+});
+
+export const Stats = struct('vs_stats', {
+  conns: u64,
+  inpkts: u64,
+  outpkts: u64,
+  inbytes: u64,
+  outbytes: u64,
+});
+
+export const SchedState = struct('vs_sched_state', {
+  next: u64,
+});
+
+export const Config = struct('vs_config', {
+  tcp_timeout: u32,
+  tcpfin_timeout: u32,
+  udp_timeout: u32,
+  syn_timeout: u32,
+  close_timeout: u32,
+  pad0: pad(4),
+});
+
+export type ServiceKeyV = ReturnType<typeof ServiceKey.decode>;
+export type ServiceV = ReturnType<typeof Service.decode>;
+export type DestV = ReturnType<typeof Dest.decode>;
+export type FlowKeyV = ReturnType<typeof FlowKey.decode>;
+export type ConnV = ReturnType<typeof Conn.decode>;
+export type StatsV = ReturnType<typeof Stats.decode>;
+export type ConfigV = ReturnType<typeof Config.decode>;
+
+/** Every shared struct, for the BTF check. */
+export const ALL_STRUCTS = [ServiceKey, Service, Dest, FlowKey, Conn, Stats, SchedState, Config] as const;
+
+/** enum xdpvs_conn_state, by value. */
+export const CONN_STATES = ['NONE', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE', 'UDP'] as const;
+export const ConnState = { None: 0, SynRecv: 1, Established: 2, FinWait: 3, Close: 4, Udp: 5 } as const;
+
+/** enum xdpvs_fwd. */
+export const FWD_METHODS = ['dr', 'tunnel', 'nat'] as const;
+export type FwdMethod = (typeof FWD_METHODS)[number];
+
+/** Destination flags (XDPVS_DEST_F_*). */
+export const DEST_F_MAC_VALID = 1 << 0;
+/** Service flags (XDPVS_SVC_F_*). */
+export const SVC_F_HASH_PORT = 1 << 0;
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
