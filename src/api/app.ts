@@ -1,0 +1,92 @@
+// The Hono application: routes over the balancer, zod validation, bearer auth for writes, one error handler.
+
+import { timingSafeEqual } from 'node:crypto';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import type { z } from 'zod';
+import { ErrorCode, XdpvsError } from '../errors.js';
+import type { Balancer } from '../lb/balancer.js';
+import { statusOf } from './errors.js';
+import { ServerCreate, ServerUpdate, ServiceCreate, ServiceUpdate } from './schemas.js';
+
+export interface AppInfo {
+  version: string;
+  interfaces: { name: string; ifindex: number; xdpMode: string }[];
+}
+
+export interface AppOptions {
+  balancer: Balancer;
+  /** The bearer token writes must carry; reads are open (the daemon listens on loopback by default). */
+  token: string;
+  info: () => AppInfo;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+function requireToken(token: string): MiddlewareHandler {
+  const expected = Buffer.from(`Bearer ${token}`);
+  return async (c, next) => {
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    const got = Buffer.from(c.req.header('authorization') ?? '');
+    if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+      throw new XdpvsError(ErrorCode.Unauthorized, 'writes need "Authorization: Bearer <token>" with the token from the daemon\'s token file');
+    }
+    return next();
+  };
+}
+
+async function body<S extends z.ZodTypeAny>(c: Context, schema: S): Promise<z.infer<S>> {
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    throw new XdpvsError(ErrorCode.Invalid, 'request body must be JSON');
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue.path.length ? issue.path.join('.') : 'body';
+    throw new XdpvsError(ErrorCode.Invalid, `${where}: ${issue.message}`, { field: where });
+  }
+  return parsed.data;
+}
+
+export function createApp(opts: AppOptions): Hono {
+  const { balancer } = opts;
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    if (err instanceof XdpvsError) return c.json(err.toJSON(), statusOf(err));
+    opts.log?.('error', `unhandled error: ${err.stack ?? err.message}`);
+    return c.json(new XdpvsError(ErrorCode.Internal, err.message).toJSON(), 500);
+  });
+  app.notFound((c) => c.json(new XdpvsError(ErrorCode.NotFound, `no route ${c.req.method} ${c.req.path}`).toJSON(), 404));
+
+  app.use('/v1/*', requireToken(opts.token));
+
+  app.get('/v1/info', (c) => c.json({ ...opts.info(), connTableSize: balancer.connTableSize }));
+
+  app.get('/v1/services', (c) => c.json({ services: balancer.listServices() }));
+  app.post('/v1/services', async (c) => c.json(await balancer.addService(await body(c, ServiceCreate)), 201));
+  app.delete('/v1/services', async (c) => c.json({ deleted: await balancer.clear() }));
+
+  app.get('/v1/services/:svc', (c) => c.json(balancer.getService(c.req.param('svc'))));
+  app.patch('/v1/services/:svc', async (c) => c.json(await balancer.editService(c.req.param('svc'), await body(c, ServiceUpdate))));
+  app.delete('/v1/services/:svc', async (c) => {
+    await balancer.deleteService(c.req.param('svc'));
+    return c.body(null, 204);
+  });
+
+  app.get('/v1/services/:svc/servers', (c) => c.json({ servers: balancer.getService(c.req.param('svc')).servers }));
+  app.post('/v1/services/:svc/servers', async (c) => c.json(await balancer.addServer(c.req.param('svc'), await body(c, ServerCreate)), 201));
+  app.get('/v1/services/:svc/servers/:rs', (c) => c.json(balancer.getServer(c.req.param('svc'), c.req.param('rs'))));
+  app.patch('/v1/services/:svc/servers/:rs', async (c) =>
+    c.json(await balancer.editServer(c.req.param('svc'), c.req.param('rs'), await body(c, ServerUpdate))),
+  );
+  app.delete('/v1/services/:svc/servers/:rs', async (c) => {
+    await balancer.deleteServer(c.req.param('svc'), c.req.param('rs'));
+    return c.body(null, 204);
+  });
+
+  app.get('/v1/stats', (c) => c.json({ services: balancer.listServices(), reasons: balancer.reasons() }));
+
+  return app;
+}
