@@ -1,0 +1,149 @@
+/* Connection table: keep a flow on its real server, track the TCP state, schedule new flows. */
+#ifndef XDPVS_CONN_H
+#define XDPVS_CONN_H
+
+#include "clock.h"
+#include "maps.h"
+#include "parse.h"
+#include "sched.h"
+#include "stats.h"
+
+#define XDPVS_NSEC_PER_SEC 1000000000ULL
+/* An entry whose state did not change is written back at most this often: an established flow's
+ * packets then mostly read the entry, and its cache line is not bounced between CPUs. */
+#define XDPVS_CONN_REFRESH_NS XDPVS_NSEC_PER_SEC
+
+/* IPVS defaults (seconds), used where vs_config holds 0. */
+#define XDPVS_DEF_TCP_TIMEOUT 900
+#define XDPVS_DEF_TCPFIN_TIMEOUT 120
+#define XDPVS_DEF_UDP_TIMEOUT 300
+#define XDPVS_DEF_SYN_TIMEOUT 60
+#define XDPVS_DEF_CLOSE_TIMEOUT 10
+
+/* Where the packet goes: filled by conn_select, ifindex by forward. */
+struct xdpvs_target {
+	const struct vs_dest *dest;
+	__u32 dest_id;
+	__u32 ifindex;
+};
+
+static __always_inline __u32 cfg_or(__u32 v, __u32 def)
+{
+	return v ? v : def;
+}
+
+/* Timeout of a state, from `config` or the IPVS default. */
+static __always_inline __u64 state_timeout_ns(__u8 state)
+{
+	__u32 zero = 0;
+	struct vs_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct vs_config none = {};
+	__u32 s;
+
+	if (!cfg)
+		cfg = &none;
+	switch (state) {
+	case XDPVS_CS_ESTABLISHED:
+		s = cfg_or(cfg->tcp_timeout, XDPVS_DEF_TCP_TIMEOUT);
+		break;
+	case XDPVS_CS_SYN_RECV:
+		s = cfg_or(cfg->syn_timeout, XDPVS_DEF_SYN_TIMEOUT);
+		break;
+	case XDPVS_CS_FIN_WAIT:
+		s = cfg_or(cfg->tcpfin_timeout, XDPVS_DEF_TCPFIN_TIMEOUT);
+		break;
+	case XDPVS_CS_UDP:
+		s = cfg_or(cfg->udp_timeout, XDPVS_DEF_UDP_TIMEOUT);
+		break;
+	default: /* CLOSE, and NONE (a flagless segment) */
+		s = cfg_or(cfg->close_timeout, XDPVS_DEF_CLOSE_TIMEOUT);
+		break;
+	}
+	return (__u64)s * XDPVS_NSEC_PER_SEC;
+}
+
+/* IPVS's "input only" TCP table (in DR the director sees only the client's side), on our states.
+ * Flags are tested in IPVS's order: RST, SYN, FIN, ACK. As in IPVS, a SYN does not demote an
+ * established flow, and ACKs (the client's last ones) keep FIN_WAIT and CLOSE. One difference: an
+ * ACK on a new entry gives ESTABLISHED (IPVS: CLOSE), since under mh/sh/dh it is a flow taken over
+ * from another director. TIME_WAIT is folded into FIN_WAIT (same default timeout). */
+static __always_inline __u8 tcp_next_state(__u8 old, __u8 flags)
+{
+	if (flags & XDPVS_TCP_RST)
+		return XDPVS_CS_CLOSE;
+	if (flags & XDPVS_TCP_SYN)
+		return old == XDPVS_CS_ESTABLISHED ? XDPVS_CS_ESTABLISHED : XDPVS_CS_SYN_RECV;
+	if (flags & XDPVS_TCP_FIN)
+		return old == XDPVS_CS_CLOSE ? XDPVS_CS_CLOSE : XDPVS_CS_FIN_WAIT;
+	if (flags & XDPVS_TCP_ACK)
+		return (old == XDPVS_CS_FIN_WAIT || old == XDPVS_CS_CLOSE) ? old : XDPVS_CS_ESTABLISHED;
+	return old;
+}
+
+/* The flow's destination: its connection when still valid, else a newly scheduled one.
+ * Returns XDPVS_R_NEXT with t->dest and t->dest_id set, or the PASS/DROP reason. */
+static __always_inline __u32 conn_select(const struct xdpvs_pkt *pkt, const struct vs_service *svc,
+					 struct xdpvs_target *t)
+{
+	int is_tcp = pkt->flow.proto == IPPROTO_TCP;
+	/* A connection opener: SYN without ACK (nor RST). */
+	int syn = is_tcp && (pkt->tcp_flags & (XDPVS_TCP_SYN | XDPVS_TCP_ACK | XDPVS_TCP_RST)) == XDPVS_TCP_SYN;
+	__u64 now = clock_now_ns();
+	struct vs_dest *d;
+	struct vs_conn *c;
+	__u32 id, r;
+	__u8 state;
+
+	c = bpf_map_lookup_elem(&conns, &pkt->flow);
+	/* Valid: not expired, same service, and its destination slot still holds the same destination
+	 * (whether or not it is still in the schedule table, or its weight is 0). A SYN on a closing
+	 * entry opens a new connection. */
+	if (c && now < c->expires_ns && c->svc_id == svc->id &&
+	    !(syn && (c->state == XDPVS_CS_FIN_WAIT || c->state == XDPVS_CS_CLOSE))) {
+		id = c->dest_id;
+		d = bpf_map_lookup_elem(&dests, &id);
+		if (d && d->family && d->gen == c->dest_gen && d->svc_id == svc->id) {
+			state = is_tcp ? tcp_next_state(c->state, pkt->tcp_flags) : XDPVS_CS_UDP;
+			/* Written in place, and only on a state change or once a second. Signed: another CPU
+			 * may have stored a last_ns a tick newer than our now. */
+			if (state != c->state || (__s64)(now - c->last_ns) >= (__s64)XDPVS_CONN_REFRESH_NS) {
+				c->state = state;
+				c->last_ns = now;
+				c->expires_ns = now + state_timeout_ns(state);
+			}
+			t->dest = d;
+			t->dest_id = id;
+			return XDPVS_R_NEXT;
+		}
+	}
+
+	/* New connection. As IPVS, only a SYN opens one, except under hash schedulers, which give the
+	 * same answer for any packet of the flow (another director's flows after a failover). */
+	if (is_tcp && !syn && !sched_is_hash(svc->sched))
+		return XDPVS_R_PASS_TCP_NOT_SYN;
+	r = sched_pick(pkt, svc, &id);
+	if (r != XDPVS_R_NEXT)
+		return r;
+	d = bpf_map_lookup_elem(&dests, &id);
+	if (!d || !d->family || d->svc_id != svc->id)
+		return XDPVS_R_DROP_BAD_DEST;
+
+	state = is_tcp ? tcp_next_state(XDPVS_CS_NONE, pkt->tcp_flags) : XDPVS_CS_UDP;
+	struct vs_conn nc = {
+		.dest_id = id,
+		.dest_gen = d->gen,
+		.svc_id = svc->id,
+		.state = state,
+		.last_ns = now,
+		.expires_ns = now + state_timeout_ns(state),
+	};
+	if (bpf_map_update_elem(&conns, &pkt->flow, &nc, BPF_ANY))
+		return XDPVS_R_DROP_CONN_TABLE;
+	count_new_conn(svc->id, id);
+
+	t->dest = d;
+	t->dest_id = id;
+	return XDPVS_R_NEXT;
+}
+
+#endif

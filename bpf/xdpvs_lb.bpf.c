@@ -1,0 +1,49 @@
+/* The director's XDP program: parse, find the service, keep or schedule the connection, forward. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "xdpvs_shared.h"
+#include "parse.h"
+#include "maps.h"
+#include "service.h"
+#include "conn.h"
+#include "forward.h"
+#include "stats.h"
+
+/* Every step returns XDPVS_R_NEXT or the reason the packet leaves; only here is a reason turned into
+ * an XDP action, and exactly one reason is counted per packet. */
+SEC("xdp")
+int xdpvs_lb(struct xdp_md *ctx)
+{
+	struct xdpvs_pkt pkt = {};
+	struct vs_service svc = {};
+	struct xdpvs_target t = {};
+	__u32 r;
+
+	r = parse_packet(ctx, &pkt);
+	if (r == XDPVS_R_NEXT)
+		r = service_lookup(&pkt, &svc);
+	if (r == XDPVS_R_NEXT)
+		r = conn_select(&pkt, &svc, &t);
+	if (r == XDPVS_R_NEXT)
+		r = forward(ctx, &t);
+	if (r == XDPVS_R_FWD_TX || r == XDPVS_R_FWD_REDIRECT)
+		count_forwarded(svc.id, t.dest_id, pkt.len);
+	count_reason(r);
+
+	switch (r) {
+	case XDPVS_R_FWD_TX:
+		return XDP_TX;
+	case XDPVS_R_FWD_REDIRECT:
+		return bpf_redirect(t.ifindex, 0);
+	case XDPVS_R_DROP_NO_DEST:
+	case XDPVS_R_DROP_DEST_NO_MAC:
+	case XDPVS_R_DROP_CONN_TABLE:
+	case XDPVS_R_DROP_BAD_DEST:
+		return XDP_DROP;
+	default:
+		return XDP_PASS;
+	}
+}
+
+char LICENSE[] SEC("license") = "GPL";
