@@ -41,7 +41,7 @@ struct hdr_cursor {
  * (the caller zero-initialises the whole struct, so its padding compares equal). */
 struct xdpvs_pkt {
 	struct vs_flow_key flow;
-	__u32 len;       /* data_end - data: bytes counted in the stats */
+	__u32 len;       /* IP length (header + payload): bytes counted in the stats, as IPVS */
 	__u8 tcp_flags;  /* byte 13 of the TCP header (XDPVS_TCP_*); 0 for UDP */
 };
 
@@ -192,8 +192,6 @@ static __always_inline __u32 parse_packet(struct xdp_md *ctx, struct xdpvs_pkt *
 	__u32 l4_len = 0;
 	int eth_type, proto;
 
-	pkt->len = data_end - data;
-
 	eth_type = parse_ethhdr(&nh, data_end, &eth);
 	if (eth_type < 0)
 		return XDPVS_R_PASS_MALFORMED;
@@ -204,6 +202,8 @@ static __always_inline __u32 parse_packet(struct xdp_md *ctx, struct xdpvs_pkt *
 			return XDPVS_R_PASS_MALFORMED;
 		if (iph->frag_off & bpf_htons(XDPVS_IP_MF | XDPVS_IP_OFFSET))
 			return XDPVS_R_PASS_FRAGMENT;
+		/* Bytes are counted from the IP header, as IPVS does (skb->len at layer 3). */
+		pkt->len = bpf_ntohs(iph->tot_len);
 		pkt->flow.family = XDPVS_AF_INET;
 		pkt->flow.src[0] = iph->saddr;
 		pkt->flow.dst[0] = iph->daddr;
@@ -213,6 +213,7 @@ static __always_inline __u32 parse_packet(struct xdp_md *ctx, struct xdpvs_pkt *
 			return XDPVS_R_PASS_MALFORMED;
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return ipv6_is_ext(proto) ? XDPVS_R_PASS_IPV6_EXT : XDPVS_R_PASS_NOT_L4;
+		pkt->len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 		pkt->flow.family = XDPVS_AF_INET6;
 		__builtin_memcpy(pkt->flow.src, &ip6h->saddr, sizeof(pkt->flow.src));
 		__builtin_memcpy(pkt->flow.dst, &ip6h->daddr, sizeof(pkt->flow.dst));

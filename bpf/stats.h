@@ -25,7 +25,7 @@ static __always_inline void count_new_conn(__u32 svc_id, __u32 dest_id)
 		s->conns++;
 }
 
-/* A packet of len bytes (whole frame) was forwarded to dest_id. */
+/* A packet of len bytes (its IP length, as IPVS counts) was forwarded to dest_id. */
 static __always_inline void count_forwarded(__u32 svc_id, __u32 dest_id, __u32 len)
 {
 	struct vs_stats *s;

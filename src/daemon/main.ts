@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // xdpvsd: loads and attaches the director's XDP program, adopts pinned state, serves the API.
 
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { serve } from '@hono/node-server';
 import { createApp } from '../api/app.js';
@@ -28,8 +28,17 @@ async function detach(args: DaemonArgs, log: Logger): Promise<void> {
     const id = detachXdp(link.ifindex);
     log('info', id ? `detached XDP program ${id} from ${name}` : `nothing attached to ${name}`);
   }
-  removePins(pinDirFor(args.interfaces[0]));
+  const pinDir = pinDirFor(args.interfaces[0]);
+  removePins(pinDir);
   rmSync(runtimeFilePath(), { force: true });
+  // The per-namespace directories go too once nothing else of this namespace is in them.
+  for (const dir of [dirname(pinDir), dirname(runtimeFilePath())]) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      /* not empty (another interface's pins) or already gone */
+    }
+  }
   log('info', 'removed pins and runtime file');
 }
 
