@@ -5,13 +5,12 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { z } from 'zod';
 import { ErrorCode, XdpvsError } from '../errors.js';
 import type { Balancer } from '../lb/balancer.js';
+import type { InfoView } from '../lb/model.js';
 import { statusOf } from './errors.js';
 import { ServerCreate, ServerUpdate, ServiceCreate, ServiceUpdate } from './schemas.js';
 
-export interface AppInfo {
-  version: string;
-  interfaces: { name: string; ifindex: number; xdpMode: string }[];
-}
+/** What the daemon tells the app for GET /v1/info; the app adds the balancer's connTableSize. */
+export type AppInfo = Omit<InfoView, 'connTableSize'>;
 
 export interface AppOptions {
   balancer: Balancer;
@@ -62,7 +61,7 @@ export function createApp(opts: AppOptions): Hono {
 
   app.use('/v1/*', requireToken(opts.token));
 
-  app.get('/v1/info', (c) => c.json({ ...opts.info(), connTableSize: balancer.connTableSize }));
+  app.get('/v1/info', (c) => c.json({ ...opts.info(), connTableSize: balancer.connTableSize } satisfies InfoView));
 
   app.get('/v1/services', (c) => c.json({ services: balancer.listServices() }));
   app.post('/v1/services', async (c) => c.json(await balancer.addService(await body(c, ServiceCreate)), 201));

@@ -193,17 +193,20 @@ export function parsePort(text: string | number): number {
   return n;
 }
 
+/** An endpoint's address, and its port as the text wrote it (undefined when left out), not yet parsed. */
+export interface EndpointText {
+  readonly address: IpAddress;
+  readonly portText: string | undefined;
+}
+
 /**
- * Parse `ADDR:PORT` or `[V6ADDR]:PORT`. With `{ portOptional: true }` the port may be left out: `ADDR`,
- * `[V6ADDR]`, or a bare IPv6 address (which can then not carry a port: `2001:db8::1:80` is an address).
+ * The syntax of `ADDR:PORT` and `[V6ADDR]:PORT` without the port's rules, for callers with their own (ipvsadm's
+ * port names and port 0): the address parsed, the port's text as written. With `{ portOptional: true }` a bare
+ * IPv6 address is accepted (and can then not carry a port: `2001:db8::1:80` is an address). Throws
+ * XDPVS_ERR_INVALID like parseEndpoint, except for a missing or bad port.
  */
-export function parseEndpoint(text: string): Endpoint;
-export function parseEndpoint(text: string, opts: { portOptional: true }): PartialEndpoint;
-export function parseEndpoint(text: string, opts?: { portOptional?: boolean }): PartialEndpoint;
-export function parseEndpoint(text: string, opts: { portOptional?: boolean } = {}): PartialEndpoint {
-  if (typeof text !== 'string') throw invalid(`invalid endpoint ${String(text)}: expected text`);
-  if (text === '') throw invalid('empty endpoint');
-  const optional = opts.portOptional === true;
+export function splitEndpoint(text: string, opts: { portOptional?: boolean } = {}): EndpointText {
+  if (typeof text !== 'string' || text === '') throw invalid('empty endpoint');
   let addrText: string;
   let portText: string | undefined;
   const bracketed = text.startsWith('[');
@@ -220,7 +223,7 @@ export function parseEndpoint(text: string, opts: { portOptional?: boolean } = {
     const colons = text.split(':').length - 1;
     if (colons === 1) {
       [addrText, portText] = text.split(':') as [string, string];
-    } else if (colons === 0 || optional) {
+    } else if (colons === 0 || opts.portOptional === true) {
       addrText = text;
     } else {
       throw invalid(`invalid endpoint "${text}": write an IPv6 endpoint as [ADDR]:PORT`);
@@ -230,8 +233,20 @@ export function parseEndpoint(text: string, opts: { portOptional?: boolean } = {
   if (bracketed && address.family !== 'inet6') {
     throw invalid(`invalid endpoint "${text}": brackets are for IPv6 addresses`);
   }
+  return { address, portText };
+}
+
+/**
+ * Parse `ADDR:PORT` or `[V6ADDR]:PORT`. With `{ portOptional: true }` the port may be left out: `ADDR`,
+ * `[V6ADDR]`, or a bare IPv6 address (which can then not carry a port: `2001:db8::1:80` is an address).
+ */
+export function parseEndpoint(text: string): Endpoint;
+export function parseEndpoint(text: string, opts: { portOptional: true }): PartialEndpoint;
+export function parseEndpoint(text: string, opts?: { portOptional?: boolean }): PartialEndpoint;
+export function parseEndpoint(text: string, opts: { portOptional?: boolean } = {}): PartialEndpoint {
+  const { address, portText } = splitEndpoint(text, opts);
   if (portText === undefined) {
-    if (!optional) throw invalid(`invalid endpoint "${text}": missing port`);
+    if (opts.portOptional !== true) throw invalid(`invalid endpoint "${text}": missing port`);
     return { address, port: undefined };
   }
   return { address, port: parsePort(portText) };
@@ -247,6 +262,18 @@ export function formatEndpoint(address: IpAddress | string, port?: number): stri
 /** Whether two addresses are the same (family and bytes). */
 export function sameAddress(a: IpAddress, b: IpAddress): boolean {
   return a.family === b.family && a.bytes.length === b.bytes.length && a.bytes.every((v, i) => v === b.bytes[i]);
+}
+
+/**
+ * Order of addresses: IPv4 before IPv6 (AF_INET < AF_INET6), then by value as an unsigned number (the
+ * network-order bytes compared in turn). Negative, zero or positive, for Array.prototype.sort.
+ */
+export function compareAddresses(a: IpAddress, b: IpAddress): number {
+  if (a.family !== b.family) return familyToAf(a.family) - familyToAf(b.family);
+  for (let i = 0; i < a.bytes.length; i++) {
+    if (a.bytes[i] !== b.bytes[i]) return a.bytes[i] - b.bytes[i];
+  }
+  return 0;
 }
 
 // Prefix helpers, for ipvsadm's persistence netmask (-M): a dotted IPv4 mask or an IPv6 prefix length.

@@ -73,3 +73,11 @@ export interface ServiceView {
   stats: Counters;
   servers: RealServerView[];
 }
+
+/** GET /v1/info: what the daemon runs and where its data plane is attached. */
+export interface InfoView {
+  version: string;
+  /** Size of the connection table (ipvsadm prints it as "size=N"). */
+  connTableSize: number;
+  interfaces: { name: string; ifindex: number; xdpMode: string }[];
+}

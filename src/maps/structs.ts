@@ -98,7 +98,6 @@ export const DEST_F_MAC_VALID = 1 << 0;
 /** Service flags (XDPVS_SVC_F_*). */
 export const SVC_F_HASH_PORT = 1 << 0;
 
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+export { AF_INET, AF_INET6 } from '../lb/address.js';
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;

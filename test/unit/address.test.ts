@@ -8,6 +8,7 @@ import {
   addressToData,
   afToFamily,
   canonicalAddress,
+  compareAddresses,
   familyToAf,
   formatEndpoint,
   maskAddress,
@@ -17,6 +18,7 @@ import {
   parsePort,
   prefixToNetmask,
   sameAddress,
+  splitEndpoint,
 } from '../../src/lb/address.js';
 import { isXdpvsError } from '../../src/errors.js';
 
@@ -48,6 +50,7 @@ describe('parseAddress', () => {
     ['2001:0db8:0000:0000:0001:0000:0000:0001', '2001:db8::1:0:0:1'], // tie: the first run is shortened
     ['2001:db8:0:0:1:0:0:0', '2001:db8:0:0:1::'], // the longest run wins over the first
     ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'], // a single zero group is not shortened
+    ['1:2:3:4:5:6:7:0', '1:2:3:4:5:6:7:0'], // not even the last one
     ['1:0:0:2:0:0:0:3', '1:0:0:2::3'],
     ['0:0:0:0:0:0:0:0', '::'],
     ['0:0:0:0:0:0:0:1', '::1'],
@@ -100,6 +103,7 @@ describe('parseAddress', () => {
     'localhost',
     '1::2::3',
     '1:2:3:4:5:6:7:8:9',
+    '1:2:3:4:5:6:7',
     '12345::1',
     '[::1]',
     'fe80::1%eth0',
@@ -157,6 +161,17 @@ describe('data plane form', () => {
     expect(afToFamily(2)).toBe('inet');
     expect(afToFamily(10)).toBe('inet6');
     expect(codeOf(() => afToFamily(0))).toBe('XDPVS_ERR_INVALID');
+  });
+
+  it('orders addresses: IPv4 before IPv6, then as unsigned numbers', () => {
+    const sorted = ['fd00::1', '10.0.0.10', '::ffff:c612:1', '9.255.255.255', '255.0.0.1', '10.0.0.9', '::', '0.0.0.0']
+      .map((t) => parseAddress(t))
+      .sort(compareAddresses)
+      .map((a) => a.text);
+    expect(sorted).toEqual(['0.0.0.0', '9.255.255.255', '10.0.0.9', '10.0.0.10', '255.0.0.1', '::', '::ffff:c612:1', 'fd00::1']);
+    expect(compareAddresses(parseAddress('fd00::1'), parseAddress('FD00:0::1'))).toBe(0);
+    expect(compareAddresses(parseAddress('128.0.0.0'), parseAddress('1.0.0.0'))).toBeGreaterThan(0);
+    expect(compareAddresses(parseAddress('255.255.255.255'), parseAddress('::'))).toBeLessThan(0);
   });
 
   it('compares addresses by family and bytes', () => {
@@ -225,6 +240,24 @@ describe('ports and endpoints', () => {
   ])('rejects endpoint %j with XDPVS_ERR_INVALID', (text) => {
     expect(codeOf(() => parseEndpoint(text))).toBe('XDPVS_ERR_INVALID');
     expect(codeOf(() => parseEndpoint(text, { portOptional: true }))).toBe('XDPVS_ERR_INVALID');
+  });
+
+  it('splits an endpoint without the port rules, for callers with their own (ipvsadm: port 0, port names)', () => {
+    const parts = (text: string, portOptional = false) => {
+      const { address, portText } = splitEndpoint(text, { portOptional });
+      return { address: address.text, family: address.family, portText };
+    };
+    expect(parts('198.18.0.1:0')).toEqual({ address: '198.18.0.1', family: 'inet', portText: '0' });
+    expect(parts('198.18.0.1:http')).toEqual({ address: '198.18.0.1', family: 'inet', portText: 'http' });
+    expect(parts('198.18.0.1:')).toEqual({ address: '198.18.0.1', family: 'inet', portText: '' });
+    expect(parts('[FD00::1]:80')).toEqual({ address: 'fd00::1', family: 'inet6', portText: '80' });
+    expect(parts('[fd00::1]')).toEqual({ address: 'fd00::1', family: 'inet6', portText: undefined });
+    expect(parts('198.18.0.1')).toEqual({ address: '198.18.0.1', family: 'inet', portText: undefined });
+    expect(parts('fd00::1:80', true)).toEqual({ address: 'fd00::1:80', family: 'inet6', portText: undefined });
+    expect(() => splitEndpoint('fd00::1:80')).toThrow(/\[ADDR\]:PORT/);
+    for (const bad of ['', 'lb.example.com:80', '[198.18.0.1]:80', '[fd00::1]80', '[fd00::1', '1.2.3:80', '010.0.0.1:80']) {
+      expect(codeOf(() => splitEndpoint(bad, { portOptional: true })), bad).toBe('XDPVS_ERR_INVALID');
+    }
   });
 
   it('formats endpoints as ipvsadm prints them and round-trips', () => {

@@ -1,0 +1,192 @@
+// API JSON -> ipvsadm 1.31's listing text (-L -n, --stats), byte for byte with its printf formats; no I/O.
+
+import { compareAddresses, familyToAf, formatEndpoint, parseAddress } from '../lb/address.js';
+import type { Counters, RealServerView, ServiceView } from '../lb/model.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../maps/structs.js';
+import { ownsSchedFlags, schedFlagBits, schedFlagNames } from './args.js';
+
+/** The IPVS version ipvsadm prints in its first line; xdpvs speaks the same table semantics. */
+export const IPVS_VERSION = '1.2.1';
+
+export interface ListFormat {
+  /** --stats: counters instead of scheduler/forward/weight/connections. */
+  stats?: boolean;
+  /** ipvsadm sorts unless --nosort. */
+  sort?: boolean;
+}
+
+/** printf("%-Ns"): pad on the right, never truncate. */
+function left(text: string, width: number): string {
+  return text.length >= width ? text : text + ' '.repeat(width - text.length);
+}
+
+/** printf("%Ns"): pad on the left, never truncate. */
+function right(text: string, width: number): string {
+  return text.length >= width ? text : ' '.repeat(width - text.length) + text;
+}
+
+function uint(n: number): number {
+  return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
+}
+
+/** ipvsadm's print_largenum(): 9 columns, K/M/G/T (powers of 1000) once the number stops fitting. */
+export function printLargenum(value: number): string {
+  const i = uint(value);
+  if (i < 100_000_000) return right(String(i), 9);
+  if (i < 1_000_000_000) return `${right(String(Math.floor(i / 1_000)), 8)}K`;
+  if (i < 100_000_000_000) return `${right(String(Math.floor(i / 1_000_000)), 8)}M`;
+  if (i < 100_000_000_000_000) return `${right(String(Math.floor(i / 1_000_000_000)), 8)}G`;
+  return `${right(String(Math.floor(i / 1_000_000_000_000)), 8)}T`;
+}
+
+/** ipvsadm's fwd_name(). */
+export function fwdName(method: string): string {
+  switch (method) {
+    case 'nat':
+      return 'Masq';
+    case 'tunnel':
+      return 'Tunnel';
+    case 'dr':
+      return 'Route';
+    case 'local':
+      return 'Local';
+    default:
+      return method;
+  }
+}
+
+function protocolName(protocol: string): string {
+  switch (protocol) {
+    case 'tcp':
+      return 'TCP';
+    case 'udp':
+      return 'UDP';
+    case 'sctp':
+      return 'SCTP';
+    default:
+      return '?';
+  }
+}
+
+/**
+ * ipvsadm's print_sched_flags(): the names depend on the scheduler that reads the bits, and a scheduler with flags
+ * of its own (sh, mh) prints only those it names.
+ */
+function schedFlagsText(scheduler: string, flags: readonly string[]): string {
+  const names = schedFlagNames(scheduler, schedFlagBits(flags));
+  const own = ownsSchedFlags(scheduler);
+  return names.filter((n) => !own || n.startsWith(`${scheduler}-`)).join(',');
+}
+
+/** "TCP  198.18.0.100:80": "%-4s %s", cut at 33 characters for IPv4 as ipvsadm does. */
+function serviceName(svc: ServiceView): string {
+  const address = parseAddress(svc.address);
+  const name = `${left(protocolName(svc.protocol), 4)} ${formatEndpoint(address, svc.port)}`;
+  return address.family === 'inet6' ? name : name.slice(0, 33);
+}
+
+/** "198.18.0.11:80", cut at 28 characters for IPv4 as ipvsadm does. */
+function serverName(rs: RealServerView): string {
+  const address = parseAddress(rs.address);
+  const name = formatEndpoint(address, rs.port);
+  return address.family === 'inet6' ? name : name.slice(0, 28);
+}
+
+/** The protocol's number, as ipvsadm orders by it (IPPROTO_SCTP is 132; xdpvs has no SCTP). */
+function protocolRank(protocol: string): number {
+  return protocol === 'tcp' ? IPPROTO_TCP : protocol === 'udp' ? IPPROTO_UDP : protocol === 'sctp' ? 132 : 256;
+}
+
+function cmp(a: number, b: number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * ipvsadm's ipvs_cmp_services(): address family, protocol, address, port. (ipvsadm subtracts 32-bit words into an
+ * int, which misorders addresses more than 2^31 apart; this compares them as the unsigned numbers they are.)
+ */
+export function compareServices(a: ServiceView, b: ServiceView): number {
+  const aAddr = parseAddress(a.address);
+  const bAddr = parseAddress(b.address);
+  return (
+    cmp(familyToAf(aAddr.family), familyToAf(bAddr.family)) ||
+    cmp(protocolRank(a.protocol), protocolRank(b.protocol)) ||
+    compareAddresses(aAddr, bAddr) ||
+    cmp(a.port, b.port)
+  );
+}
+
+/** ipvsadm's ipvs_cmp_dests(): address (family first), then port. */
+export function compareServers(a: RealServerView, b: RealServerView): number {
+  return compareAddresses(parseAddress(a.address), parseAddress(b.address)) || cmp(a.port, b.port);
+}
+
+export function sortServices(services: readonly ServiceView[]): ServiceView[] {
+  return [...services].sort(compareServices);
+}
+
+/** ipvsadm's print_title(). */
+export function formatTitle(format: ListFormat = {}): string {
+  if (format.stats) {
+    const cols = ['Conns', 'InPkts', 'OutPkts', 'InBytes', 'OutBytes'].map((c) => right(c, 8)).join(' ');
+    return `${left('Prot LocalAddress:Port', 33)} ${cols}\n  -> RemoteAddress:Port\n`;
+  }
+  return (
+    'Prot LocalAddress:Port Scheduler Flags\n' +
+    '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n'
+  );
+}
+
+function statsColumns(stats: Counters | undefined): string {
+  const s = stats ?? { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 };
+  return [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes].map(printLargenum).join('');
+}
+
+/** ipvsadm's print_service_entry(): the service line, then its real servers. */
+export function formatServiceEntry(svc: ServiceView, format: ListFormat = {}): string {
+  const name = serviceName(svc);
+  let out: string;
+  if (format.stats) {
+    out = `${left(name, 33)}${statsColumns(svc.stats)}\n`;
+  } else {
+    out = `${name} ${svc.scheduler}`;
+    // ipvsadm prints " (flags)" when any of the three scheduler flag bits is set.
+    if (schedFlagBits(svc.flags ?? []) !== 0) out += ` (${schedFlagsText(svc.scheduler, svc.flags ?? [])})`;
+    out += '\n';
+  }
+  const servers = format.sort === false ? [...(svc.servers ?? [])] : [...(svc.servers ?? [])].sort(compareServers);
+  for (const rs of servers) {
+    const dname = serverName(rs);
+    if (format.stats) {
+      out += `  -> ${left(dname, 28)}${statsColumns(rs.stats)}\n`;
+    } else {
+      out +=
+        `  -> ${left(dname, 28)} ${left(fwdName(rs.method), 7)} ${left(String(rs.weight), 6)} ` +
+        `${left(String(uint(rs.activeConns)), 10)} ${left(String(uint(rs.inactiveConns)), 10)}\n`;
+    }
+  }
+  return out;
+}
+
+/** `ipvsadm -Ln` / `-Ln --stats`: the version line, the title, every service. */
+export function formatList(connTableSize: number, services: readonly ServiceView[], format: ListFormat = {}): string {
+  const ordered = format.sort === false ? [...services] : sortServices(services);
+  let out = `IP Virtual Server version ${IPVS_VERSION} (size=${connTableSize})\n`;
+  out += formatTitle(format);
+  for (const svc of ordered) out += formatServiceEntry(svc, format);
+  return out;
+}
+
+/** `ipvsadm -Ln -t VIP:PORT`: ipvsadm's list_service() prints the title and the one service, no version line. */
+export function formatOneService(svc: ServiceView, format: ListFormat = {}): string {
+  return formatTitle(format) + formatServiceEntry(svc, format);
+}
+
+/** --json: the API's service objects as they came, in listing order. */
+export function formatJson(services: readonly ServiceView[], format: ListFormat = {}): string {
+  const ordered = format.sort === false ? [...services] : sortServices(services);
+  const withServers = ordered.map((s) =>
+    format.sort === false ? s : { ...s, servers: [...(s.servers ?? [])].sort(compareServers) },
+  );
+  return `${JSON.stringify(withServers, null, 2)}\n`;
+}
