@@ -4,8 +4,11 @@
 
 #include "clock.h"
 #include "maps.h"
+#include "nat.h"
 #include "parse.h"
+#include "persist.h"
 #include "sched.h"
+#include "sched_lc.h"
 #include "stats.h"
 
 #define XDPVS_NSEC_PER_SEC 1000000000ULL
@@ -93,6 +96,8 @@ static __always_inline __u32 conn_select(const struct xdpvs_pkt *pkt, const stru
 	struct vs_conn *c;
 	__u32 id, r;
 	__u8 state;
+	__u32 old_id = XDPVS_NO_DEST;
+	__u8 old_state = 0;
 
 	c = bpf_map_lookup_elem(&conns, &pkt->flow);
 	/* Valid: not expired, same service, and its destination slot still holds the same destination
@@ -107,6 +112,9 @@ static __always_inline __u32 conn_select(const struct xdpvs_pkt *pkt, const stru
 			/* Written in place, and only on a state change or once a second. Signed: another CPU
 			 * may have stored a last_ns a tick newer than our now. */
 			if (state != c->state || (__s64)(now - c->last_ns) >= (__s64)XDPVS_CONN_REFRESH_NS) {
+				conns_move(id, c->state, state); /* ActiveConn/InActConn (bpf/sched_lc.h) */
+				if (svc->flags & XDPVS_SVC_F_PERSIST)
+					xdpvs_persist_touch(pkt, svc, id, now);
 				c->state = state;
 				c->last_ns = now;
 				c->expires_ns = now + state_timeout_ns(state);
@@ -121,7 +129,12 @@ static __always_inline __u32 conn_select(const struct xdpvs_pkt *pkt, const stru
 	 * same answer for any packet of the flow (another director's flows after a failover). */
 	if (is_tcp && !syn && !sched_is_hash(svc->sched))
 		return XDPVS_R_PASS_TCP_NOT_SYN;
-	r = sched_pick(pkt, svc, &id);
+	/* A SYN reopening a live closing entry ends that connection (IPVS reuses the entry likewise). */
+	if (c && now < c->expires_ns && dest_gen_of(c->dest_id) == c->dest_gen) {
+		old_id = c->dest_id;
+		old_state = c->state;
+	}
+	r = persist_pick(pkt, svc, now, &id); /* the template's real server, or the scheduler's choice */
 	if (r != XDPVS_R_NEXT)
 		return r;
 	d = bpf_map_lookup_elem(&dests, &id);
@@ -139,7 +152,15 @@ static __always_inline __u32 conn_select(const struct xdpvs_pkt *pkt, const stru
 	};
 	if (bpf_map_update_elem(&conns, &pkt->flow, &nc, BPF_ANY))
 		return XDPVS_R_DROP_CONN_TABLE;
+	/* NAT: replies find their connection through `nat_reverse`, written with it (bpf/nat.h). */
+	if (d->method == XDPVS_FWD_NAT && nat_track(&pkt->flow, d, id)) {
+		bpf_map_delete_elem(&conns, &pkt->flow);
+		return XDPVS_R_DROP_CONN_TABLE;
+	}
 	count_new_conn(svc->id, id);
+	if (old_id != XDPVS_NO_DEST)
+		xdpvs_conns_unbind(old_id, old_state);
+	xdpvs_conns_bind(id, state);
 
 	t->dest = d;
 	t->dest_id = id;

@@ -3,6 +3,8 @@
 #define XDPVS_FORWARD_H
 
 #include "conn.h"
+#include "encap.h"
+#include "nat.h"
 #include "parse.h"
 
 /* Direct routing (-g): only the MACs change; VLAN tag, IP and TCP/UDP stay as they are. */
@@ -32,8 +34,10 @@ static __always_inline __u32 forward(struct xdp_md *ctx, struct xdpvs_target *t)
 	switch (t->dest->method) {
 	case XDPVS_FWD_DR:
 		return forward_dr(ctx, t);
-	case XDPVS_FWD_TUN: /* IPIP encapsulation: not yet (next issue), so never half-done */
-	case XDPVS_FWD_NAT: /* address and checksum rewrite: not yet (next issue) */
+	case XDPVS_FWD_NAT:
+		return nat_forward(ctx, t->dest, &t->ifindex);
+	case XDPVS_FWD_TUN:
+		return forward_tun(ctx, t);
 	default:
 		return XDPVS_R_DROP_BAD_DEST;
 	}

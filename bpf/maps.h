@@ -33,8 +33,19 @@ struct {
 	__type(value, struct vs_conn);
 } conns SEC(".maps");
 
+/* NAT reply flow as it arrives (RIP:RPORT -> CIP:CPORT) -> the VIP:VPORT it is rewritten back to and
+ * its connection. Written here with each new connection to a NAT destination (never for DR/TUN), read
+ * by the reply path (bpf/nat.h); entries of ended connections age out by LRU. Same size as `conns`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XDPVS_CONN_TABLE_SIZE);
+	__type(key, struct vs_flow_key);
+	__type(value, struct vs_nat_rev);
+} nat_reverse SEC(".maps");
+
 /* Template of a schedule table: index -> destination id. The daemon creates each table with its
- * own length (BPF_F_INNER_MAP: 1 for a single server, the weight sum for wrr, 65537 for Maglev). */
+ * own length (BPF_F_INNER_MAP: 1 for a single server, the weight sum for wrr, 65537 for Maglev, 256 for
+ * sh and dh, the candidates for the count-reading and locality schedulers). */
 struct ring_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -91,5 +102,76 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vs_config);
 } config SEC(".maps");
+
+/* Destination id -> connections the data plane saw start and end, and the overload flag (bpf/sched_lc.h).
+ * Written here with atomics; zeroed by the daemon when it gives the slot to a new destination. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct vs_dest_conns);
+} dest_conns SEC(".maps");
+
+/* Destination id -> weight, thresholds, availability and the daemon's count corrections. Written by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPVS_MAX_DESTS);
+	__type(key, __u32);
+	__type(value, struct vs_dest_sched);
+} dest_sched SEC(".maps");
+
+/* Service id -> persistence timeout and netmask, read when vs_service.flags has XDPVS_SVC_F_PERSIST. Daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPVS_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct vs_svc_persist);
+} svc_persist SEC(".maps");
+
+/* (service, client address & netmask) -> persistence template. Written here (new connections, refreshes);
+ * extended by the daemon while the client's connections live; flushed by it with the service. */
+#define XDPVS_PERSIST_TABLE_SIZE 65536
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XDPVS_PERSIST_TABLE_SIZE);
+	__type(key, struct vs_svc_addr_key);
+	__type(value, struct vs_persist);
+} persist SEC(".maps");
+
+/* (service, destination address) -> lblc server / lblcr server set. Written here; flushed by the daemon. */
+#define XDPVS_LBLC_TABLE_SIZE 65536
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XDPVS_LBLC_TABLE_SIZE);
+	__type(key, struct vs_svc_addr_key);
+	__type(value, struct vs_lblc);
+} lblc SEC(".maps");
+
+/* 0 -> room for one lblc/lblcr entry being rewritten (per CPU): kept off the 512-byte stack. Scratch, never read
+ * by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vs_lblc);
+} lblc_scratch SEC(".maps");
+
+/* (family, proto, port, VIP prefix) -> the service, for VIPs that are prefixes (longest prefix wins; looked up
+ * after `services` misses). Written by the daemon (whole records, as `services`). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XDPVS_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vs_svc_prefix_key);
+	__type(value, struct vs_service);
+} svc_prefix SEC(".maps");
+
+/* 0 -> which wildcard lookups can match (port-0 services, prefix services). Written by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vs_svc_wild);
+} svc_wild SEC(".maps");
 
 #endif

@@ -5,10 +5,12 @@
 #include "jhash.h"
 #include "maps.h"
 #include "parse.h"
+#include "sched_lc.h"
 
 /* Hash schedulers pick from the flow alone, so any packet (not only a SYN) may be scheduled and two
- * directors with the same table agree. Every other scheduler steps the shared cursor through a table
- * that the daemon builds (rr: each server once; wrr: the IPVS weighted sequence; others: its choice). */
+ * directors with the same table agree. rr and wrr step the shared cursor through a table that the daemon
+ * builds (rr: each server once; wrr: the IPVS weighted sequence); the count-reading and locality schedulers
+ * walk their table of candidates (bpf/sched_lc.h). */
 static __always_inline int sched_is_hash(__u8 sched)
 {
 	return sched == XDPVS_SCHED_MH || sched == XDPVS_SCHED_SH || sched == XDPVS_SCHED_DH;
@@ -44,7 +46,7 @@ static __always_inline __u32 flow_hash(const __be32 *addr, __u8 family, __be16 p
 
 /* Index into the service's table for this packet. mh and sh hash the source (plus the source port
  * with XDPVS_SVC_F_HASH_PORT); dh hashes the destination address only (IPVS's dh has no port option).
- * The rest take the next value of the service's cursor: one atomic counter for all CPUs, so the
+ * rr and wrr take the next value of the service's cursor: one atomic counter for all CPUs, so the
  * order is exact whichever CPU receives each SYN. Returns 0, or -1 when the cursor is missing. */
 static __always_inline int sched_index(const struct xdpvs_pkt *pkt, const struct vs_service *svc, __u32 *idx)
 {
@@ -70,16 +72,67 @@ static __always_inline int sched_index(const struct xdpvs_pkt *pkt, const struct
 	}
 }
 
-/* Picks the destination of a new connection. Returns XDPVS_R_NEXT with *dest_id set, or a DROP reason. */
-static __always_inline __u32 sched_pick(const struct xdpvs_pkt *pkt, const struct vs_service *svc, __u32 *dest_id)
+/* How many table entries after the hashed (or cursor's) one are tried when that one is unavailable: sh-fallback
+ * and mh-fallback, and rr/wrr under thresholds. IPVS tries its whole table (sh: 256, mh: 65537); an sh table has
+ * 256 entries, so sh tries all of them here too. */
+#define XDPVS_PROBE_MAX 256
+
+struct probe_walk {
+	__u32 slot;
+	__u32 len;
+	__u32 start;
+	__u32 found; /* XDPVS_NO_DEST until one is available */
+};
+
+static long probe_step(__u32 i, void *data)
 {
+	struct probe_walk *p = data;
+	__u32 slot = p->slot;
+	__u32 idx, *idp;
+	void *ring;
+
+	if (!p->len)
+		return 1;
+	idx = (p->start + 1 + i) % p->len;
+	ring = bpf_map_lookup_elem(&rings, &slot);
+	if (!ring)
+		return 1;
+	idp = bpf_map_lookup_elem(ring, &idx);
+	if (!idp)
+		return 1;
+	if (xdpvs_dest_unavailable(*idp))
+		return 0;
+	p->found = *idp;
+	return 1;
+}
+
+/* Whether the entry the hash or the cursor chose must be checked before use: sh and dh tables hold servers at
+ * weight 0 too (IPVS keeps them in its table and refuses them at lookup), and -x makes any server overloadable. */
+static __always_inline int sched_checks(const struct vs_service *svc)
+{
+	return svc->sched == XDPVS_SCHED_SH || svc->sched == XDPVS_SCHED_DH ||
+	       (svc->flags & (XDPVS_SVC_F_THRESHOLDS | XDPVS_SVC_F_FALLBACK));
+}
+
+/* Picks the destination of a new connection. Returns XDPVS_R_NEXT with *dest_id set, or a DROP reason. */
+static __always_inline __u32 sched_pick(const struct xdpvs_pkt *pkt, const struct vs_service *svc, __u64 now,
+					__u32 *dest_id)
+{
+	struct probe_walk p;
 	__u32 slot = svc->ring_slot;
-	__u32 idx;
+	__u32 idx, n;
 	__u32 *id;
 	void *ring;
 
 	if (svc->ring_len == 0)
 		return XDPVS_R_DROP_NO_DEST;
+	/* Called directly, not through one another: each global function's frame adds to the 512-byte stack. */
+	if (svc->sched == XDPVS_SCHED_LBLC)
+		return xdpvs_lblc_pick(pkt, svc, now, dest_id);
+	if (svc->sched == XDPVS_SCHED_LBLCR)
+		return xdpvs_lblcr_pick(pkt, svc, now, dest_id);
+	if (sched_is_lc(svc->sched))
+		return xdpvs_sched_lc_pick(pkt, svc, dest_id);
 	ring = bpf_map_lookup_elem(&rings, &slot);
 	if (!ring)
 		return XDPVS_R_DROP_BAD_DEST;
@@ -88,7 +141,26 @@ static __always_inline __u32 sched_pick(const struct xdpvs_pkt *pkt, const struc
 	id = bpf_map_lookup_elem(ring, &idx);
 	if (!id)
 		return XDPVS_R_DROP_BAD_DEST;
-	*dest_id = *id;
+	if (!sched_checks(svc) || !xdpvs_dest_unavailable(*id)) {
+		*dest_id = *id;
+		return XDPVS_R_NEXT;
+	}
+	/* Unavailable. dh never falls back, sh and mh only with their -fallback flag (IPVS); rr and wrr go on to
+	 * the next entry that is not overloaded, as IPVS's walk of its list does. */
+	if (svc->sched == XDPVS_SCHED_DH ||
+	    (sched_is_hash(svc->sched) && !(svc->flags & XDPVS_SVC_F_FALLBACK)))
+		return XDPVS_R_DROP_NO_DEST;
+	p.slot = slot;
+	p.len = svc->ring_len;
+	p.start = idx;
+	p.found = XDPVS_NO_DEST;
+	n = svc->ring_len - 1;
+	if (n > XDPVS_PROBE_MAX)
+		n = XDPVS_PROBE_MAX;
+	bpf_loop(n, probe_step, &p, 0);
+	if (p.found == XDPVS_NO_DEST)
+		return XDPVS_R_DROP_NO_DEST;
+	*dest_id = p.found;
 	return XDPVS_R_NEXT;
 }
 

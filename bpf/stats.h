@@ -42,4 +42,22 @@ static __always_inline void count_forwarded(__u32 svc_id, __u32 dest_id, __u32 l
 	}
 }
 
+/* A reply of len bytes (IP length) from dest_id went back to the client through the director (NAT only:
+ * DR and TUN replies bypass it, so their outbound counters stay 0, as with IPVS). */
+static __always_inline void count_replied(__u32 svc_id, __u32 dest_id, __u32 len)
+{
+	struct vs_stats *s;
+
+	s = bpf_map_lookup_elem(&svc_stats, &svc_id);
+	if (s) {
+		s->outpkts++;
+		s->outbytes += len;
+	}
+	s = bpf_map_lookup_elem(&dest_stats, &dest_id);
+	if (s) {
+		s->outpkts++;
+		s->outbytes += len;
+	}
+}
+
 #endif

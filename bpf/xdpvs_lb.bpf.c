@@ -8,6 +8,7 @@
 #include "service.h"
 #include "conn.h"
 #include "forward.h"
+#include "nat_reply.h"
 #include "stats.h"
 
 /* Every step returns XDPVS_R_NEXT or the reason the packet leaves; only here is a reason turned into
@@ -23,6 +24,9 @@ int xdpvs_lb(struct xdp_md *ctx)
 	r = parse_packet(ctx, &pkt);
 	if (r == XDPVS_R_NEXT)
 		r = service_lookup(&pkt, &svc);
+	/* Not for a service: perhaps a real server's reply to a NAT connection (counts its own stats). */
+	if (r == XDPVS_R_PASS_NO_SERVICE)
+		r = nat_reply(ctx, &pkt, &t);
 	if (r == XDPVS_R_NEXT)
 		r = conn_select(&pkt, &svc, &t);
 	if (r == XDPVS_R_NEXT)
@@ -33,13 +37,18 @@ int xdpvs_lb(struct xdp_md *ctx)
 
 	switch (r) {
 	case XDPVS_R_FWD_TX:
+	case XDPVS_R_NAT_REPLY_TX:
+	case XDPVS_R_TX_ICMP_TOO_BIG: /* the answer goes back to the client */
 		return XDP_TX;
 	case XDPVS_R_FWD_REDIRECT:
+	case XDPVS_R_NAT_REPLY_REDIRECT:
 		return bpf_redirect(t.ifindex, 0);
 	case XDPVS_R_DROP_NO_DEST:
 	case XDPVS_R_DROP_DEST_NO_MAC:
 	case XDPVS_R_DROP_CONN_TABLE:
 	case XDPVS_R_DROP_BAD_DEST:
+	case XDPVS_R_DROP_TUN_TOO_BIG:
+	case XDPVS_R_DROP_NO_HEADROOM:
 		return XDP_DROP;
 	default:
 		return XDP_PASS;

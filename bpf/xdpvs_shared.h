@@ -35,6 +35,9 @@ enum xdpvs_sched {
 
 /* Service flags (vs_service.flags). */
 #define XDPVS_SVC_F_HASH_PORT (1 << 0) /* mh-port / sh-port: the source port joins the hash */
+#define XDPVS_SVC_F_FALLBACK (1 << 1)   /* sh-fallback / mh-fallback: an unavailable hashed server falls back to another */
+#define XDPVS_SVC_F_PERSIST (1 << 2)    /* -p: svc_persist[id] holds the timeout and netmask (bpf/persist.h) */
+#define XDPVS_SVC_F_THRESHOLDS (1 << 3) /* some destination has -x: rr/wrr/sh/mh/dh skip overloaded ones */
 
 /* Forwarding methods (vs_dest.method), named as ipvsadm prints them. */
 enum xdpvs_fwd {
@@ -71,7 +74,15 @@ enum xdpvs_reason {
 	XDPVS_R_DROP_BAD_DEST = 10,     /* schedule table points at a destination that is not there */
 	XDPVS_R_FWD_TX = 11,            /* forwarded out of the receiving interface */
 	XDPVS_R_FWD_REDIRECT = 12,      /* forwarded out of another interface */
-	XDPVS_R_MAX = 13,
+	XDPVS_R_TX_ICMP_TOO_BIG = 13,   /* TUN: too big once encapsulated; ICMP frag-needed / packet-too-big sent back */
+	XDPVS_R_DROP_TUN_TOO_BIG = 14,  /* TUN: too big once encapsulated, IPv4 without DF (XDP cannot fragment) */
+	XDPVS_R_DROP_NO_HEADROOM = 15,  /* the packet could not be grown or cut (bpf_xdp_adjust_head/tail failed) */
+	XDPVS_R_PASS_NAT_NO_CONN = 16,  /* NAT: a real server's reply whose connection is gone (expired, flushed): untouched */
+	XDPVS_R_PASS_NAT_NO_NEIGH = 17, /* NAT: reply rewritten to the VIP, passed for the kernel to resolve the client's next hop */
+	XDPVS_R_PASS_NAT_KERNEL = 18,   /* NAT: reply the FIB does not forward here (no route, forwarding off, too big, TTL 1): untouched */
+	XDPVS_R_NAT_REPLY_TX = 19,      /* NAT: reply rewritten to the VIP, out of the receiving interface */
+	XDPVS_R_NAT_REPLY_REDIRECT = 20,/* NAT: reply rewritten to the VIP, out of another interface */
+	XDPVS_R_MAX = 21,
 };
 
 /* Key of `services`: (VIP, port, protocol). IPv4 lives in addr[0], the other words are zero. */
@@ -108,9 +119,11 @@ struct vs_dest {
 	__u16 flags;        /* XDPVS_DEST_F_* */
 	__u8 mac_dst[6];    /* next hop (the real server itself for DR) */
 	__u8 mac_src[6];    /* egress interface's MAC */
-	__u16 pad0;
+	__u16 mtu;          /* TUN: egress MTU (IP bytes); a packet whose encapsulation exceeds it is refused with
+	                     * ICMP frag-needed / packet-too-big. 0: unknown, not checked */
+	__be32 tun_src[4];  /* TUN: outer source address (a director address of the RIP's family) */
 };
-_Static_assert(sizeof(struct vs_dest) == 48, "vs_dest layout");
+_Static_assert(sizeof(struct vs_dest) == 64, "vs_dest layout");
 
 /* Key of `conns`: the client's flow as it arrives. */
 struct vs_flow_key {
@@ -135,6 +148,17 @@ struct vs_conn {
 	__u64 expires_ns;/* last_ns + the state's timeout; an entry past it is a new flow */
 };
 _Static_assert(sizeof(struct vs_conn) == 32, "vs_conn layout");
+
+/* Value of `nat_reverse`, whose key is a NAT reply's vs_flow_key as it arrives (RIP:RPORT -> CIP:CPORT):
+ * what the reply's source becomes, and the connection it belongs to (the conns key is rebuilt from both). */
+struct vs_nat_rev {
+	__be32 vaddr[4];  /* VIP */
+	__be16 vport;     /* VPORT */
+	__u16 pad0;
+	__u32 dest_id;    /* the connection's destination when it was scheduled ... */
+	__u32 dest_gen;   /* ... and its generation: a reply of a rescheduled flow does not match */
+};
+_Static_assert(sizeof(struct vs_nat_rev) == 28, "vs_nat_rev layout");
 
 /* Value of the per-CPU `svc_stats` and `dest_stats`: IPVS's counters. */
 struct vs_stats {
@@ -162,5 +186,116 @@ struct vs_config {
 	__u32 pad0;
 };
 _Static_assert(sizeof(struct vs_config) == 24, "vs_config layout");
+
+/* ---- Schedulers that read connection counts, thresholds, persistence, prefix services ----
+ * (bpf/sched_lc.h, bpf/persist.h, bpf/service.h; src/maps/sched-maps.ts; docs/schedulers.md) */
+
+/* Most destinations a service may have under lc, wlc, sed, nq, fo, ovf, lblc, lblcr: one bpf_loop walks them. */
+#define XDPVS_LC_MAX_DESTS 1024
+/* Most real servers an lblcr destination set holds (IPVS: unbounded); the oldest makes room. */
+#define XDPVS_LBLCR_SET_MAX 8
+
+/* vs_dest_sched.flags */
+#define XDPVS_DS_F_AVAILABLE (1 << 0) /* still a real server of its service (IPVS IP_VS_DEST_F_AVAILABLE); -d clears it */
+
+/* Value of `dest_conns`, indexed by destination id. Written only here, with atomics: the connections the data
+ * plane saw start, change state and end (IPVS's activeconns/inactconns). Entries that expire or that the LRU
+ * evicts leave silently; the daemon corrects for them through vs_dest_sched.active_adj/inactive_adj. */
+struct vs_dest_conns {
+	__u32 active;    /* ESTABLISHED */
+	__u32 inactive;  /* any other state (SYN_RECV, FIN_WAIT, CLOSE, UDP) */
+	__u32 overload;  /* vs_dest_sched.epoch when the upper threshold was reached: overloaded while equal, 0 = not */
+	__u32 pad0;
+};
+_Static_assert(sizeof(struct vs_dest_conns) == 16, "vs_dest_conns layout");
+
+/* Value of `dest_sched`, indexed by destination id. Written only by the daemon. */
+struct vs_dest_sched {
+	__u32 weight;       /* effective weight; 0 = quiescent */
+	__u32 u_threshold;  /* -x: overloaded from this many connections (active + inactive); 0 = no limit */
+	__u32 l_threshold;  /* -y: not overloaded again below this many; 0 = below 3/4 of the upper */
+	__u32 epoch;        /* never 0; bumped when a change of thresholds clears the overload (as IPVS -e does) */
+	__s32 active_adj;   /* true ActiveConn - dest_conns.active: what expiry and LRU eviction took away */
+	__s32 inactive_adj; /* true InActConn - dest_conns.inactive */
+	__u32 flags;        /* XDPVS_DS_F_* */
+	__u32 pad0;
+};
+_Static_assert(sizeof(struct vs_dest_sched) == 32, "vs_dest_sched layout");
+
+/* Value of `svc_persist`, indexed by service id: -p and -M. Written by the daemon. */
+struct vs_svc_persist {
+	__u32 timeout;     /* seconds */
+	__be32 mask[4];    /* applied to the client address (IPv4 in mask[0]) */
+};
+_Static_assert(sizeof(struct vs_svc_persist) == 20, "vs_svc_persist layout");
+
+/* Key of `persist` (client address & mask) and of `lblc` (destination address): per service. */
+struct vs_svc_addr_key {
+	__be32 addr[4];
+	__u32 svc_id;
+	__u8 family;
+	__u8 pad0[3];
+};
+_Static_assert(sizeof(struct vs_svc_addr_key) == 24, "vs_svc_addr_key layout");
+
+/* Value of `persist`: a persistence template (IPVS's connection template). */
+struct vs_persist {
+	__u32 dest_id;
+	__u32 dest_gen;
+	__u64 expires_ns;  /* bpf_ktime_get_ns() units; moved on while the client's connections live */
+};
+_Static_assert(sizeof(struct vs_persist) == 16, "vs_persist layout");
+
+/* Value of `lblc`: the real server (lblc) or server set (lblcr) of one destination address. */
+struct vs_lblc {
+	__u64 lastuse_ns;  /* last new connection to this destination address */
+	__u64 lastmod_ns;  /* lblcr: when the set last changed */
+	__u32 size;        /* members in dest_id/dest_gen, most recently added first */
+	__u32 pad0;
+	__u32 dest_id[XDPVS_LBLCR_SET_MAX];
+	__u32 dest_gen[XDPVS_LBLCR_SET_MAX];
+};
+_Static_assert(sizeof(struct vs_lblc) == 88, "vs_lblc layout");
+
+/* Key of `svc_prefix` (LPM trie): a service whose VIP is a prefix. prefixlen counts 32 bits of
+ * family/proto/port, then the address bits. */
+struct vs_svc_prefix_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 proto;
+	__be16 port;
+	__be32 addr[4];
+};
+_Static_assert(sizeof(struct vs_svc_prefix_key) == 24, "vs_svc_prefix_key layout");
+
+/* Value of `svc_wild` (one entry): which lookups after the exact one can match. Written by the daemon. */
+struct vs_svc_wild {
+	__u32 port0;    /* services on port 0 (persistent: every port of the VIP) */
+	__u32 prefixes; /* services in svc_prefix */
+};
+_Static_assert(sizeof(struct vs_svc_wild) == 8, "vs_svc_wild layout");
+
+/* ---- The real server's decapsulation program (bpf/xdpvs_decap.bpf.c; src/maps/decap-maps.ts) ---- */
+
+/* Key of `decap_vips` (inner destinations we strip the tunnel for) and `decap_local` (outer destinations: this
+ * host's addresses). IPv4 lives in addr[0], the other words are zero. */
+struct vs_decap_key {
+	__be32 addr[4];
+	__u8 family;
+	__u8 pad0[3];
+};
+_Static_assert(sizeof(struct vs_decap_key) == 20, "vs_decap_key layout");
+
+/* Why the decap program let a packet go as it did: one per-CPU counter each (map `decap_reasons`). Only append. */
+enum xdpvs_decap_reason {
+	XDPVS_DECAP_R_PASS_NOT_TUNNEL = 0, /* not IPIP / IPv6-in-IP (ordinary traffic): untouched */
+	XDPVS_DECAP_R_PASS_MALFORMED = 1,  /* truncated or inconsistent outer or inner headers: untouched */
+	XDPVS_DECAP_R_PASS_FRAGMENT = 2,   /* outer IPv4 fragment: untouched (the kernel has no ipip to reassemble for) */
+	XDPVS_DECAP_R_PASS_NOT_LOCAL = 3,  /* outer destination is not an address of this host: untouched */
+	XDPVS_DECAP_R_PASS_NOT_VIP = 4,    /* inner destination is not a configured VIP: untouched */
+	XDPVS_DECAP_R_DECAP = 5,           /* outer header stripped, the inner packet passed to the kernel */
+	XDPVS_DECAP_R_DROP_ECN = 6,        /* outer CE on a not-ECT inner packet: dropped, as RFC 6040 says */
+	XDPVS_DECAP_R_MAX = 7,
+};
 
 #endif

@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 
 # clang/llvm build the XDP objects; libbpf is loaded through koffi; bpftool reads BTF for the codec checks;
 # iproute2, ethtool, curl and procps (sysctl) build and exercise the namespace lab.
-debs=(clang llvm libbpf-dev bpftool iproute2 ethtool curl procps)
+debs=(clang llvm libbpf-dev bpftool iproute2 ethtool curl procps nftables wrk)
+# vagrant checks the Vagrantfile (`vagrant validate --ignore-provider`, test/unit/vagrant.test.ts); no provider needed.
+debs+=(vagrant)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -7,6 +7,8 @@ export const ErrorCode = {
   NotFound: 'XDPVS_ERR_NOT_FOUND',
   /** The service or real server already exists. */
   Exists: 'XDPVS_ERR_EXISTS',
+  /** The configuration changed since the revision the request was based on (PUT /v1/config). */
+  Conflict: 'XDPVS_ERR_CONFLICT',
   /** A real server's address family differs from its service's. */
   FamilyMismatch: 'XDPVS_ERR_FAMILY_MISMATCH',
   /** A capacity of the data plane is exhausted (services, destinations, table size). */

@@ -18,4 +18,7 @@ export const PACKAGE_ROOT = findRoot();
 /** The director's XDP object, built by scripts/build.sh. */
 export const LB_OBJECT = join(PACKAGE_ROOT, 'build/bpf/xdpvs_lb.bpf.o');
 export const LB_PROGRAM = 'xdpvs_lb';
+/** The real server's decapsulation program (xdpvsd --role realserver). */
+export const DECAP_OBJECT = join(PACKAGE_ROOT, 'build/bpf/xdpvs_decap.bpf.o');
+export const DECAP_PROGRAM = 'xdpvs_decap';
 export const VERSION: string = '0.1.0';

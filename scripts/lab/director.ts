@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ip,
+  waitForExit,
   netnsExists,
   netnsInode,
   netnsPath,
@@ -31,8 +32,18 @@ export interface DirectorOptions {
   readyTimeoutMs?: number;
   /** More daemon arguments. */
   extraArgs?: string[];
+  /**
+   * The director's interfaces, each given as --interface (the first names the pin directory). Default: the lab
+   * director's own (eth0); the NAT lab passes its public and private sides.
+   */
+  interfaces?: string[];
   daemonEntry?: string;
   cliEntry?: string;
+  /**
+   * Use this directory (its token and state file) instead of a new one: the same daemon started again, as after a
+   * crash or an upgrade (see Director.kill).
+   */
+  workDir?: string;
 }
 
 export interface Director {
@@ -54,6 +65,12 @@ export interface Director {
   stderr(): string;
   /** True while the daemon process runs. */
   running(): boolean;
+  /**
+   * Sends `signal` (default SIGKILL) to the daemon by PID and waits until it has exited, leaving what a crash or
+   * `systemctl stop` leaves: XDP attached, pins, state file and token. Start it again with
+   * `startDirector(lab, { workDir: this.workDir })`; stop() still removes everything afterwards.
+   */
+  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM by PID, then detach XDP and remove the pins and the work directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -62,7 +79,7 @@ export interface Director {
  * Starts `xdpvsd --interface eth0 --listen ... --token-file ... --state ...` in the director's namespace and waits for
  * its "xdpvsd ready" line.
  */
-export async function startDirector(lab: DrLab, opts: DirectorOptions = {}): Promise<Director> {
+export async function startDirector(lab: Pick<DrLab, 'id' | 'director'>, opts: DirectorOptions = {}): Promise<Director> {
   const root = repoRoot();
   const daemonEntry = opts.daemonEntry ?? join(root, 'dist/src/daemon/main.js');
   const cliEntry = opts.cliEntry ?? join(root, 'dist/src/cli/main.js');
@@ -72,14 +89,14 @@ export async function startDirector(lab: DrLab, opts: DirectorOptions = {}): Pro
   const listen = opts.listen ?? '127.0.0.1:9777';
   const server = `http://${listen}`;
   const ns = lab.director.ns;
-  const dev = lab.director.dev;
+  const devs = opts.interfaces ?? [lab.director.dev];
   const inode = netnsInode(ns);
   const pinDir = join(BPFFS_ROOT, String(inode));
   // The daemon's runtime file (how the CLI finds it) lives here; SIGTERM removes it, a killed daemon leaves it.
   const runtimeDir = join(RUNTIME_DIR, String(inode));
   // Recorded with the lab, so that a run killed outright still gets these removed by the next one.
   recordLab(lab.id, { dirs: [pinDir, runtimeDir] });
-  const workDir = mkdtempSync(join(tmpdir(), `xdpvs-lab-${lab.id}-`));
+  const workDir = opts.workDir ?? mkdtempSync(join(tmpdir(), `xdpvs-lab-${lab.id}-`));
   const tokenFile = join(workDir, 'token');
   const stateFile = join(workDir, 'state.json');
   const nsenter = (args: readonly string[]): string[] => [`--net=${netnsPath(ns)}`, '--', process.execPath, ...args];
@@ -89,8 +106,7 @@ export async function startDirector(lab: DrLab, opts: DirectorOptions = {}): Pro
     'nsenter',
     nsenter([
       daemonEntry,
-      '--interface',
-      dev,
+      ...devs.flatMap((d) => ['--interface', d]),
       '--listen',
       listen,
       '--token-file',
@@ -113,14 +129,16 @@ export async function startDirector(lab: DrLab, opts: DirectorOptions = {}): Pro
 
   const detachSync = (): void => {
     if (netnsExists(ns)) {
-      runSync('ip', ['-n', ns, 'link', 'set', 'dev', dev, 'xdpdrv', 'off']);
-      runSync('ip', ['-n', ns, 'link', 'set', 'dev', dev, 'xdpgeneric', 'off']);
+      for (const dev of devs) {
+        runSync('ip', ['-n', ns, 'link', 'set', 'dev', dev, 'xdpdrv', 'off']);
+        runSync('ip', ['-n', ns, 'link', 'set', 'dev', dev, 'xdpgeneric', 'off']);
+      }
     }
     rmSync(pinDir, { recursive: true, force: true });
     rmSync(runtimeDir, { recursive: true, force: true });
     rmSync(workDir, { recursive: true, force: true });
   };
-  const unregister = registerEmergencyCleanup(() => {
+  let unregister = registerEmergencyCleanup(() => {
     // SIGTERM first: the daemon removes its runtime file and closes the API; XDP and pins go right after.
     terminatePidSync(pid, 3_000);
     detachSync();
@@ -130,7 +148,7 @@ export async function startDirector(lab: DrLab, opts: DirectorOptions = {}): Pro
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await stopChild(child, 10_000);
-      await detach(daemonEntry, ns, dev, pinDir, nsenter, root);
+      await detach(daemonEntry, ns, devs, pinDir, nsenter, root);
       rmSync(runtimeDir, { recursive: true, force: true });
       rmSync(workDir, { recursive: true, force: true });
       unregister();
@@ -171,6 +189,20 @@ export async function startDirector(lab: DrLab, opts: DirectorOptions = {}): Pro
     stdout: () => out,
     stderr: () => err,
     running: () => child.exitCode === null && child.signalCode === null,
+    kill: async (signal = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(pid!, signal);
+        } catch {
+          // already gone
+        }
+        if (!(await waitForExit(child, 10_000))) throw new Error(`lab: xdpvsd (pid ${pid}) did not exit on ${signal}`);
+      }
+      // The PID is free for reuse now: the last-resort cleanup must not signal it any more.
+      unregister();
+      unregister = registerEmergencyCleanup(detachSync);
+      return { code: child.exitCode, signal: child.signalCode };
+    },
     stop,
   };
 }
@@ -227,13 +259,13 @@ function daemonHasDetach(daemonEntry: string): boolean {
 }
 
 /**
- * After the daemon has stopped: `xdpvsd --interface eth0 --detach` when it exists, and in any case XDP off on the
- * director's eth0 and its pin directory removed (both idempotent).
+ * After the daemon has stopped: `xdpvsd --interface eth0 [--interface eth1] --detach` when it exists, and in any case
+ * XDP off on the director's interfaces and its pin directory removed (both idempotent).
  */
 async function detach(
   daemonEntry: string,
   ns: string,
-  dev: string,
+  devs: string[],
   pinDir: string,
   nsenter: (args: readonly string[]) => string[],
   cwd: string,
@@ -243,7 +275,7 @@ async function detach(
     return;
   }
   if (daemonHasDetach(daemonEntry)) {
-    await run('nsenter', nsenter([daemonEntry, '--interface', dev, '--detach']), {
+    await run('nsenter', nsenter([daemonEntry, ...devs.flatMap((d) => ['--interface', d]), '--detach']), {
       timeoutMs: 15_000,
       allowFailure: true,
       cwd,
@@ -251,7 +283,9 @@ async function detach(
   }
   // Native or generic, whichever the daemon used. A program attached through a pinned bpf_link refuses this, and
   // goes away when its pin is removed below.
-  await ip(ns, ['link', 'set', 'dev', dev, 'xdpdrv', 'off'], { allowFailure: true });
-  await ip(ns, ['link', 'set', 'dev', dev, 'xdpgeneric', 'off'], { allowFailure: true });
+  for (const dev of devs) {
+    await ip(ns, ['link', 'set', 'dev', dev, 'xdpdrv', 'off'], { allowFailure: true });
+    await ip(ns, ['link', 'set', 'dev', dev, 'xdpgeneric', 'off'], { allowFailure: true });
+  }
   rmSync(pinDir, { recursive: true, force: true });
 }

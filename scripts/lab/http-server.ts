@@ -7,6 +7,8 @@
 //   GET /ip        the client address and port as this server sees them (DR keeps the client's address)
 //   GET /hold?ms=N the name line, then one "." every 200 ms for N ms (at most 120 s), then a newline: a connection
 //                  that stays open while a test changes the configuration
+//   GET /port      the port this server listens on (NAT maps the VIP's port to it)
+//   GET /bytes?n=N the name line, then "x" up to N bytes in all (at most 16 MiB): a download (NAT's OutBytes)
 // Prints "listening" on stdout once every address is bound. Exits on SIGTERM/SIGINT and, with --exit-on-stdin-close,
 // when its stdin closes (the lab process that started it is gone), so it never outlives the lab.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -14,6 +16,7 @@ import { parseArgs } from 'node:util';
 
 const HOLD_MAX_MS = 120_000;
 const HOLD_TICK_MS = 200;
+const BYTES_MAX = 16 * 1024 * 1024;
 
 const { values } = parseArgs({
   options: {
@@ -54,6 +57,21 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   if (url.pathname === '/ip') {
     const addr = req.socket.remoteAddress ?? '';
     res.writeHead(200, { 'content-type': 'text/plain' }).end(`${addr} ${req.socket.remotePort ?? ''}\n`);
+    return;
+  }
+  if (url.pathname === '/port') {
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(`${req.socket.localPort ?? ''}\n`);
+    return;
+  }
+  if (url.pathname === '/bytes') {
+    const n = Math.min(Number(url.searchParams.get('n') ?? '0'), BYTES_MAX);
+    if (!Number.isInteger(n) || n < 0) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('n must be a non-negative integer\n');
+      return;
+    }
+    const body = Buffer.alloc(n, 'x');
+    Buffer.from(`${name}\n`).copy(body, 0, 0, Math.min(n, name!.length + 1));
+    res.writeHead(200, { 'content-type': 'text/plain', 'x-real-server': name! }).end(body);
     return;
   }
   if (url.pathname === '/hold') {

@@ -16,6 +16,8 @@ export interface RunOptions {
   /** Extra environment variables. */
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Written to the command's standard input, which is then closed (default: the pipe is left alone). */
+  input?: string;
 }
 
 export interface RunResult {
@@ -43,7 +45,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
   const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const argv = [cmd, ...args];
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       cmd,
       args,
       {
@@ -76,6 +78,10 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         resolve(result);
       },
     );
+    if (opts.input !== undefined) {
+      child.stdin?.on('error', () => undefined); // a command that exits without reading all of it
+      child.stdin?.end(opts.input);
+    }
   });
 }
 

@@ -18,6 +18,8 @@ export interface RealServers {
   servers: RealServerProcess[];
   /** Stops one real server's HTTP server (SIGTERM by PID); the others keep running. */
   stop(name: LabHostName): Promise<void>;
+  /** Starts a stopped real server's HTTP server again (same name and port). */
+  start(name: LabHostName): Promise<void>;
   /** Stops all of them. Idempotent. */
   stopAll(): Promise<void>;
 }
@@ -26,12 +28,12 @@ export interface RealServerOptions {
   port?: number;
   /** Bound on waiting for "listening" from each server. */
   readyTimeoutMs?: number;
-  /** The compiled server; default dist/scripts/lab/http-server.js. */
+  /** The compiled server; default dist/scripts/lab/http-server.js (udp-server.js takes the same arguments). */
   script?: string;
 }
 
 /** `ip netns exec RS node dist/scripts/lab/http-server.js --name rsN --port 80` in every real server of the lab. */
-export async function startRealServers(lab: DrLab, opts: RealServerOptions = {}): Promise<RealServers> {
+export async function startRealServers(lab: Pick<DrLab, 'realServers'>, opts: RealServerOptions = {}): Promise<RealServers> {
   const script = opts.script ?? join(repoRoot(), 'dist/scripts/lab/http-server.js');
   if (!existsSync(script)) {
     throw new Error(`lab: ${script} does not exist; build with \`bash scripts/build.sh\``);
@@ -54,6 +56,13 @@ export async function startRealServers(lab: DrLab, opts: RealServerOptions = {})
       const s = servers.find((x) => x.host.name === name);
       if (!s) throw new Error(`lab: no real server ${name}`);
       await stopChild(s.child);
+    },
+    start: async (name) => {
+      const i = servers.findIndex((x) => x.host.name === name);
+      if (i < 0) throw new Error(`lab: no real server ${name}`);
+      const s = servers[i];
+      if (s.child.exitCode === null && s.child.signalCode === null) return;
+      servers[i] = await startOne(s.host, script, s.port, opts.readyTimeoutMs ?? 10_000);
     },
     stopAll,
   };

@@ -22,6 +22,7 @@ import {
   type RunOptions,
   type RunResult,
 } from './netns.js';
+import { setUpRealServer } from './realserver-setup.js';
 
 /**
  * The address plan. One segment, like the seed's DR lab (2.2.2.0/8 there): VIP and RIPs in the same subnet.
@@ -249,12 +250,8 @@ async function setUpDirectorVip(d: LabHost): Promise<void> {
  * that, with the director's VIPs removed, the client cannot resolve either VIP.
  */
 async function setUpRealServerVip(rs: LabHost): Promise<void> {
-  await ip(rs.ns, ['addr', 'add', `${LAB_PLAN.vip4}/32`, 'dev', 'lo']);
-  await ip(rs.ns, ['-6', 'addr', 'add', `${LAB_PLAN.vip6}/128`, 'dev', 'lo', 'nodad']);
-  for (const dev of ['all', 'lo', rs.dev]) {
-    await sysctl(rs.ns, `net.ipv4.conf.${dev}.arp_ignore`, 1);
-    await sysctl(rs.ns, `net.ipv4.conf.${dev}.arp_announce`, 2);
-  }
+  // scripts/lab/realserver-setup.sh is the one description of a real server per method (the Vagrant lab runs it too).
+  await setUpRealServer(rs.ns, 'dr', { dev: rs.dev, vips: [LAB_PLAN.vip4, LAB_PLAN.vip6] });
 }
 
 async function waitNoTentative(ns: string): Promise<void> {

@@ -6,8 +6,11 @@ import type { z } from 'zod';
 import { ErrorCode, XdpvsError } from '../errors.js';
 import type { Balancer } from '../lb/balancer.js';
 import type { InfoView } from '../lb/model.js';
+import { renderDocsPage } from './docs-page.js';
 import { statusOf } from './errors.js';
-import { ServerCreate, ServerUpdate, ServiceCreate, ServiceUpdate } from './schemas.js';
+import { Metrics } from './metrics.js';
+import { buildOpenApiDocument, type OpenApiDocument } from './openapi.js';
+import { ConfigReplace, ServerCreate, ServerUpdate, ServiceCreate, ServiceUpdate, TimeoutsUpdate } from './schemas.js';
 
 /** What the daemon tells the app for GET /v1/info; the app adds the balancer's connTableSize. */
 export type AppInfo = Omit<InfoView, 'connTableSize'>;
@@ -18,6 +21,10 @@ export interface AppOptions {
   token: string;
   info: () => AppInfo;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Add the daemon process's own metrics (CPU, memory, event loop) to /metrics. */
+  processMetrics?: boolean;
+  /** POST /v1/reload: re-reads --keepalived-conf and applies the differences (src/keepalived/apply.ts). */
+  reload?: () => Promise<unknown>;
 }
 
 function requireToken(token: string): MiddlewareHandler {
@@ -86,6 +93,33 @@ export function createApp(opts: AppOptions): Hono {
   });
 
   app.get('/v1/stats', (c) => c.json({ services: balancer.listServices(), reasons: balancer.reasons() }));
+  // ipvsadm -Lnc, -L --timeout, --set.
+  app.get('/v1/connections', (c) => c.json({ connections: balancer.listConnections() }));
+  app.get('/v1/timeouts', (c) => c.json(balancer.getTimeouts()));
+  app.put('/v1/timeouts', async (c) => c.json(await balancer.setTimeouts(await body(c, TimeoutsUpdate))));
+  app.post('/v1/reload', async (c) => {
+    if (!opts.reload) throw new XdpvsError(ErrorCode.Invalid, 'nothing to reload: xdpvsd was not started with --keepalived-conf FILE');
+    return c.json(await opts.reload());
+  });
+  app.post('/v1/stats/zero', async (c) => c.json({ zeroed: await balancer.zeroCounters() }));
+  app.post('/v1/services/:svc/stats/zero', async (c) => c.json({ zeroed: await balancer.zeroCounters(c.req.param('svc')) }));
+
+  // The configuration as a whole (xdpvsadm -S / -R): read it, replace it all or nothing.
+  app.get('/v1/config', (c) => c.json(balancer.getConfig()));
+  app.put('/v1/config', async (c) => {
+    const { services, revision } = await body(c, ConfigReplace);
+    const result = await balancer.replaceConfig(services, revision);
+    return c.json({ ...result, services: balancer.getConfig().services });
+  });
+
+  // Observability and the API's own contract: reads, open like every GET.
+  const metrics = new Metrics({ source: balancer, info: opts.info, processMetrics: opts.processMetrics });
+  app.get('/metrics', async (c) => c.body(await metrics.scrape(), 200, { 'content-type': metrics.contentType }));
+  let doc: OpenApiDocument | undefined;
+  let page: string | undefined;
+  const openapi = () => (doc ??= buildOpenApiDocument({ version: opts.info().version }));
+  app.get('/openapi.json', (c) => c.json(openapi()));
+  app.get('/docs', (c) => c.html((page ??= renderDocsPage(openapi()))));
 
   return app;
 }

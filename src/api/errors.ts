@@ -9,6 +9,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   [ErrorCode.Unauthorized]: 401,
   [ErrorCode.NotFound]: 404,
   [ErrorCode.Exists]: 409,
+  [ErrorCode.Conflict]: 409,
   [ErrorCode.Unsupported]: 501,
   [ErrorCode.Capacity]: 507,
   [ErrorCode.Bpf]: 500,

@@ -34,13 +34,34 @@ export type ServerSpec = Omit<ServiceSpec, 'protocol'>;
 export type Command =
   | { kind: 'help' }
   | { kind: 'version' }
-  | { kind: 'list'; service?: ServiceSpec; stats: boolean; json: boolean; numeric: boolean; sort: boolean }
-  | { kind: 'add-service'; service: ServiceSpec; scheduler: string; flags: string[] }
-  | { kind: 'edit-service'; service: ServiceSpec; scheduler: string; flags: string[] }
+  | {
+      kind: 'list';
+      service?: ServiceSpec;
+      stats: boolean;
+      /** --rate: CPS, InPPS, OutPPS, InBPS, OutBPS instead of the scheduler columns (--stats wins over it). */
+      rate: boolean;
+      /** --exact: whole numbers in --stats and --rate, never K/M/G/T. */
+      exact: boolean;
+      json: boolean;
+      numeric: boolean;
+      sort: boolean;
+      /** -c: the connection table (ipvsadm -Lnc); --timeout: the timeouts; --thresholds, --persistent-conn:
+       * those columns for the real servers. Present only when given. */
+      connections?: boolean;
+      timeout?: boolean;
+      thresholds?: boolean;
+      persistentConn?: boolean;
+    }
+  | { kind: 'save'; numeric: boolean }
+  | { kind: 'restore' }
+  | { kind: 'zero'; service?: ServiceSpec }
+  | { kind: 'add-service'; service: ServiceSpec; scheduler: string; flags: string[]; persistent?: number; netmask?: string }
+  | { kind: 'edit-service'; service: ServiceSpec; scheduler: string; flags: string[]; persistent?: number; netmask?: string }
+  | { kind: 'set'; tcp: number; tcpfin: number; udp: number }
   | { kind: 'delete-service'; service: ServiceSpec }
   | { kind: 'clear' }
-  | { kind: 'add-server'; service: ServiceSpec; server: ServerSpec; method: Method; weight: number }
-  | { kind: 'edit-server'; service: ServiceSpec; server: ServerSpec; method: Method; weight: number }
+  | { kind: 'add-server'; service: ServiceSpec; server: ServerSpec; method: Method; weight: number; upperThreshold?: number; lowerThreshold?: number }
+  | { kind: 'edit-server'; service: ServiceSpec; server: ServerSpec; method: Method; weight: number; upperThreshold?: number; lowerThreshold?: number }
   | { kind: 'delete-server'; service: ServiceSpec; server: ServerSpec };
 
 export type CommandKind = Command['kind'];
@@ -91,8 +112,11 @@ const OPTION_NAMES = [
   'forwarding-method',
   'weight',
   'stats',
+  'rate',
   'nosort',
+  'exact',
   'sched-flags',
+  'tun-type',
   'json', // ours
 ] as const;
 type OptionName = (typeof OPTION_NAMES)[number];
@@ -107,6 +131,10 @@ const COMMAND_NAMES = {
   'add-server': 'add-server',
   'edit-server': 'edit-server',
   'delete-server': 'delete-server',
+  restore: 'restore',
+  save: 'save',
+  zero: 'zero',
+  set: 'set',
 } as const;
 type TableCommand = keyof typeof COMMAND_NAMES;
 
@@ -115,18 +143,45 @@ type TableCommand = keyof typeof COMMAND_NAMES;
  * '+' compulsory, 'x' illegal, '.' optional (ipvsadm writes ' ').
  */
 const LEGAL: Record<TableCommand, string> = {
-  // n numeric, a service-address, s scheduler, r real-server, f forwarding-method, w weight, t stats,
-  // o nosort, b sched-flags, j json
-  //                n a s r f w t o b j
-  'add-service':    'x + . x x x x x . x',
-  'edit-service':   'x + . x x x x x . x',
-  'delete-service': 'x + x x x x x x x x',
-  clear:            'x x x x x x x x x x',
-  list:             '. . x x x x . . x .',
-  'add-server':     'x + x + . . x x x x',
-  'edit-server':    'x + x + . . x x x x',
-  'delete-server':  'x + x + x x x x x x',
+  // n numeric, a service-address, s scheduler, r real-server, f forwarding-method, w weight, t stats, R rate,
+  // o nosort, e exact, b sched-flags, T tun-type, j json
+  //                n a s r f w t R o e b T j
+  'add-service':    'x + . x x x x x x x . x x',
+  'edit-service':   'x + . x x x x x x x . x x',
+  'delete-service': 'x + x x x x x x x x x x x',
+  clear:            'x x x x x x x x x x x x x',
+  list:             '. . x x x x . . . . x x .',
+  'add-server':     'x + x + . . x x x x x . x',
+  'edit-server':    'x + x + . . x x x x x . x',
+  'delete-server':  'x + x + x x x x x x x x x',
+  restore:          'x x x x x x x x x x x x x',
+  save:             '. x x x x x x x x x x x x',
+  zero:             'x . x x x x x x x x x x x',
+  set:              'x x x x x x x x x x x x x',
 };
+
+/**
+ * The same rules for the options of connections, persistence and thresholds (ipvsadm's -c, -p, -M, -x, -y,
+ * --timeout, --thresholds, --persistent-conn), in ipvsadm's order; a command missing here takes none of them.
+ * '1': exclusive in -L, with each other and with the service address (ipvsadm's '1' columns).
+ */
+const LVS_OPTION_NAMES = ['connection', 'persistent', 'netmask', 'u-threshold', 'l-threshold', 'timeout', 'thresholds', 'persistent-conn'] as const;
+type LvsOptionName = (typeof LVS_OPTION_NAMES)[number];
+const LVS_LEGAL: Partial<Record<TableCommand, string>> = {
+  // c connection, p persistent, M netmask, x u-threshold, y l-threshold, T timeout, h thresholds, P persistent-conn
+  //                c p M x y T h P
+  'add-service':    'x . . x x x x x',
+  'edit-service':   'x . . x x x x x',
+  list:             '1 x x x x 1 . .',
+  'add-server':     'x x x . . x x x',
+  'edit-server':    'x x x . . x x x',
+};
+
+/** ipvsadm's order of the exclusive ('1') options of -L: connection, service-address, timeout. */
+const LIST_EXCLUSIVE = ['connection', 'service-address', 'timeout'] as const;
+
+/** ipvsadm's MAX_TIMEOUT (31 days): -p and --set take at most this. */
+const MAX_TIMEOUT = 86400 * 31;
 
 function rule(command: TableCommand, option: OptionName): string {
   return LEGAL[command].split(' ')[OPTION_NAMES.indexOf(option)];
@@ -134,8 +189,13 @@ function rule(command: TableCommand, option: OptionName): string {
 
 type Spec =
   | { type: 'command'; command: TableCommand | 'help' | 'version' }
-  | { type: 'value'; key: 'tcp' | 'udp' | 'scheduler' | 'real-server' | 'weight' | 'sched-flags' | 'server' | 'token-file' }
-  | { type: 'flag'; key: 'g' | 'i' | 'm' | 'numeric' | 'stats' | 'nosort' | 'sort' | 'json' }
+  | {
+      type: 'value';
+      key: 'tcp' | 'udp' | 'scheduler' | 'real-server' | 'weight' | 'sched-flags' | 'tun-type' | 'server' | 'token-file' | 'netmask' | 'u-threshold' | 'l-threshold';
+    }
+  /** popt's optional argument (-p [timeout]): the rest of the word, or the next word unless it is an option. */
+  | { type: 'optional'; key: 'persistent' }
+  | { type: 'flag'; key: 'g' | 'i' | 'm' | 'numeric' | 'stats' | 'rate' | 'exact' | 'nosort' | 'sort' | 'json' | 'connection' | 'timeout' | 'thresholds' | 'persistent-conn' }
   | { type: 'unsupported' };
 
 const LONG = new Map<string, Spec>([
@@ -147,6 +207,9 @@ const LONG = new Map<string, Spec>([
   ['add-server', { type: 'command', command: 'add-server' }],
   ['edit-server', { type: 'command', command: 'edit-server' }],
   ['delete-server', { type: 'command', command: 'delete-server' }],
+  ['zero', { type: 'command', command: 'zero' }],
+  ['save', { type: 'command', command: 'save' }],
+  ['restore', { type: 'command', command: 'restore' }],
   ['help', { type: 'command', command: 'help' }],
   ['version', { type: 'command', command: 'version' }],
   ['tcp-service', { type: 'value', key: 'tcp' }],
@@ -155,23 +218,35 @@ const LONG = new Map<string, Spec>([
   ['real-server', { type: 'value', key: 'real-server' }],
   ['weight', { type: 'value', key: 'weight' }],
   ['sched-flags', { type: 'value', key: 'sched-flags' }],
+  ['tun-type', { type: 'value', key: 'tun-type' }],
   ['gatewaying', { type: 'flag', key: 'g' }],
   ['ipip', { type: 'flag', key: 'i' }],
   ['masquerading', { type: 'flag', key: 'm' }],
   ['numeric', { type: 'flag', key: 'numeric' }],
   ['stats', { type: 'flag', key: 'stats' }],
+  ['rate', { type: 'flag', key: 'rate' }],
+  ['exact', { type: 'flag', key: 'exact' }],
   ['nosort', { type: 'flag', key: 'nosort' }],
   ['sort', { type: 'flag', key: 'sort' }],
+  ['set', { type: 'command', command: 'set' }],
+  ['persistent', { type: 'optional', key: 'persistent' }],
+  ['netmask', { type: 'value', key: 'netmask' }],
+  ['u-threshold', { type: 'value', key: 'u-threshold' }],
+  ['l-threshold', { type: 'value', key: 'l-threshold' }],
+  ['connection', { type: 'flag', key: 'connection' }],
+  ['timeout', { type: 'flag', key: 'timeout' }],
+  ['thresholds', { type: 'flag', key: 'thresholds' }],
+  ['persistent-conn', { type: 'flag', key: 'persistent-conn' }],
   // xdpvsadm's own options.
   ['json', { type: 'flag', key: 'json' }],
   ['server', { type: 'value', key: 'server' }],
   ['token-file', { type: 'value', key: 'token-file' }],
   // Known to ipvsadm, not done by xdpvs yet: refused, never ignored.
   ...[
-    'zero', 'save', 'restore', 'set', 'start-daemon', 'stop-daemon', 'fwmark-service', 'sctp-service', 'persistent',
-    'netmask', 'u-threshold', 'l-threshold', 'connection', 'ipv6', 'ops', 'exact', 'pe', 'mcast-interface', 'syncid',
-    'timeout', 'daemon', 'rate', 'thresholds', 'persistent-conn', 'mcast-group', 'mcast-port', 'mcast-ttl',
-    'sync-maxlen', 'tun-info', 'tun-type', 'tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum',
+    'start-daemon', 'stop-daemon', 'fwmark-service', 'sctp-service',
+    'ipv6', 'ops', 'pe', 'mcast-interface', 'syncid',
+    'daemon', 'mcast-group', 'mcast-port', 'mcast-ttl',
+    'sync-maxlen', 'tun-info', 'tun-port', 'tun-nocsum', 'tun-csum', 'tun-remcsum',
   ].map((name): [string, Spec] => [name, { type: 'unsupported' }]),
 ]);
 
@@ -197,8 +272,16 @@ const SHORT = new Map<string, Spec>([
   ['i', LONG.get('ipip')!],
   ['m', LONG.get('masquerading')!],
   ['n', LONG.get('numeric')!],
-  // -Z -S -R -f -p -M -x -y -c -6 -o -X
-  ...['Z', 'S', 'R', 'f', 'p', 'M', 'x', 'y', 'c', '6', 'o', 'X'].map((c): [string, Spec] => [c, { type: 'unsupported' }]),
+  ['Z', LONG.get('zero')!],
+  ['S', LONG.get('save')!],
+  ['R', LONG.get('restore')!],
+  ['p', LONG.get('persistent')!],
+  ['M', LONG.get('netmask')!],
+  ['x', LONG.get('u-threshold')!],
+  ['y', LONG.get('l-threshold')!],
+  ['c', LONG.get('connection')!],
+  // -f -6 -o -X
+  ...['f', '6', 'o', 'X'].map((c): [string, Spec] => [c, { type: 'unsupported' }]),
 ]);
 
 // ---- value parsers ------------------------------------------------------------------------------------------
@@ -307,11 +390,44 @@ function parseSchedFlags(scheduler: string, text: string): string[] {
   return schedFlagNames(scheduler, bits);
 }
 
+// ---- connections, persistence, prefix services --------------------------------------------------------------
+
+/** ipvsadm's -p without a value: IPVS_SVC_PERSISTENT_TIMEOUT. */
+const DEFAULT_PERSISTENT = 300;
+
+/**
+ * -M: for IPv4 a dotted netmask ("illegal virtual server netmask specified"), for IPv6 a prefix length 1..128
+ * ("illegal ipv6 netmask specified"), as ipvsadm. Returns the text as the API takes it.
+ */
+function parseNetmaskOption(text: string, family: Family): string {
+  if (family === 'inet6') {
+    const n = toNumber(text, 1, 128);
+    if (n === undefined) throw usageError('illegal ipv6 netmask specified');
+    return String(n);
+  }
+  const parts = text.split('.');
+  const bytes = parts.map((p) => (/^\d{1,3}$/.test(p) ? Number(p) : NaN));
+  const bits = bytes.length === 4 && bytes.every((b) => b <= 255) ? bytes.map((b) => b.toString(2).padStart(8, '0')).join('') : '';
+  if (!/^1*0*$/.test(bits) || bits === '') throw usageError('illegal virtual server netmask specified');
+  return text;
+}
+
+/** `ADDR/LEN:PORT` or `[V6ADDR/LEN]:PORT`: a service whose VIP is a prefix (an xdpvs extension). */
+function parsePrefixHostPort(text: string): HostPort | undefined {
+  const m = /^\[([^\]]+)\/(\d{1,3})\]:(\d{1,5})$/.exec(text) ?? /^([^:/]+)\/(\d{1,2}):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const parsed = parseHostPort(m[1], 'tcp');
+  const port = Number(m[3]);
+  const len = Number(m[2]);
+  if (!parsed || port > 65535 || len < 1 || len > (parsed.family === 'inet' ? 32 : 128)) return undefined;
+  return { address: `${parsed.address}/${len}`, family: parsed.family, port };
+}
+
 // ---- the parser ---------------------------------------------------------------------------------------------
 
 interface State {
   command?: TableCommand | 'help' | 'version';
-  seen: Set<OptionName>;
+  seen: Set<OptionName | LvsOptionName>;
   protocol?: Protocol;
   service?: HostPort;
   realServerText?: string;
@@ -320,14 +436,27 @@ interface State {
   method?: Method;
   weight?: number;
   stats: boolean;
+  rate: boolean;
+  exact: boolean;
+  /** --tun-type: ipip (IPVS's default for -i, the only one xdpvs does). */
+  tunType?: 'ipip';
   json: boolean;
   numeric: boolean;
   sort: boolean;
   connection: ConnectionOptions;
   positional: string[];
+  /** -p's value; null for -p without one (ipvsadm's default timeout). */
+  persistentText?: string | null;
+  netmaskText?: string;
+  upperThreshold?: number;
+  lowerThreshold?: number;
+  listConnections?: boolean;
+  listTimeout?: boolean;
+  listThresholds?: boolean;
+  listPersistentConn?: boolean;
 }
 
-function setOption(state: State, name: OptionName): void {
+function setOption(state: State, name: OptionName | LvsOptionName): void {
   if (state.seen.has(name)) throw usageError(`multiple '${name}' options specified`);
   state.seen.add(name);
 }
@@ -361,6 +490,14 @@ function apply(state: State, spec: Spec, spelled: string, value: string | undefi
           setOption(state, 'stats');
           state.stats = true;
           break;
+        case 'rate':
+          setOption(state, 'rate');
+          state.rate = true;
+          break;
+        case 'exact':
+          setOption(state, 'exact');
+          state.exact = true;
+          break;
         case 'nosort':
           setOption(state, 'nosort');
           state.sort = false;
@@ -371,7 +508,27 @@ function apply(state: State, spec: Spec, spelled: string, value: string | undefi
           setOption(state, 'json');
           state.json = true;
           break;
+        case 'connection':
+          setOption(state, 'connection');
+          state.listConnections = true;
+          break;
+        case 'timeout':
+          setOption(state, 'timeout');
+          state.listTimeout = true;
+          break;
+        case 'thresholds':
+          setOption(state, 'thresholds');
+          state.listThresholds = true;
+          break;
+        case 'persistent-conn':
+          setOption(state, 'persistent-conn');
+          state.listPersistentConn = true;
+          break;
       }
+      return false;
+    case 'optional':
+      setOption(state, 'persistent');
+      state.persistentText = value ?? null;
       return false;
     case 'value': {
       const v = value as string;
@@ -380,7 +537,7 @@ function apply(state: State, spec: Spec, spelled: string, value: string | undefi
         case 'udp': {
           setOption(state, 'service-address');
           state.protocol = spec.key;
-          const parsed = parseHostPort(v, spec.key, opts.resolvePort);
+          const parsed = v.includes('/') ? parsePrefixHostPort(v) : parseHostPort(v, spec.key, opts.resolvePort);
           if (!parsed) throw usageError('illegal virtual server address[:port] specified');
           state.service = parsed;
           break;
@@ -404,6 +561,26 @@ function apply(state: State, spec: Spec, spelled: string, value: string | undefi
           setOption(state, 'sched-flags');
           state.schedFlagsText = v;
           break;
+        case 'tun-type':
+          // ipvsadm 1.31 saves every tunnelling real server with "--tun-type ipip" (or gue, gre): -R must take it.
+          setOption(state, 'tun-type');
+          if (v === 'gue' || v === 'gre') throw unsupported(`--tun-type ${v}`);
+          if (v !== 'ipip') throw usageError('illegal tunnel type specified');
+          state.tunType = v;
+          break;
+        case 'netmask':
+          setOption(state, 'netmask');
+          state.netmaskText = v;
+          break;
+        case 'u-threshold':
+        case 'l-threshold': {
+          setOption(state, spec.key);
+          const n = toNumber(v, 0, 0x7fffffff);
+          if (n === undefined) throw usageError(`illegal ${spec.key === 'u-threshold' ? 'u' : 'l'}_threshold specified`);
+          if (spec.key === 'u-threshold') state.upperThreshold = n;
+          else state.lowerThreshold = n;
+          break;
+        }
         case 'server':
           if (state.connection.server !== undefined) throw usageError("multiple 'server' options specified");
           state.connection.server = v;
@@ -433,6 +610,8 @@ export function parseArgs(argv: readonly string[], opts: ParseOptions = {}): Inv
   const state: State = {
     seen: new Set(),
     stats: false,
+    rate: false,
+    exact: false,
     json: false,
     numeric: false,
     sort: true,
@@ -456,6 +635,9 @@ export function parseArgs(argv: readonly string[], opts: ParseOptions = {}): Inv
       if (takesValue(spec)) {
         value = eq >= 0 ? arg.slice(eq + 1) : argv[i++];
         if (value === undefined) throw syntaxError(`${spelled}: missing argument`);
+      } else if (spec.type === 'optional') {
+        if (eq >= 0) value = arg.slice(eq + 1);
+        else if (i < argv.length && !argv[i].startsWith('-')) value = argv[i++];
       } else if (eq >= 0 && spec.type !== 'unsupported') {
         throw syntaxError(`${spelled}: option does not take an argument`);
       }
@@ -475,6 +657,13 @@ export function parseArgs(argv: readonly string[], opts: ParseOptions = {}): Inv
           if (apply(state, spec, spelled, value, opts)) break scan;
           break;
         }
+        if (spec.type === 'optional') {
+          // "-p60", or "-p 60"; "-p" before another option or at the end takes the default.
+          let value: string | undefined = arg.slice(k + 1);
+          if (value === '') value = i < argv.length && !argv[i].startsWith('-') ? argv[i++] : undefined;
+          apply(state, spec, spelled, value, opts);
+          break;
+        }
         if (apply(state, spec, spelled, undefined, opts)) break scan;
       }
       continue;
@@ -489,7 +678,7 @@ export function parseArgs(argv: readonly string[], opts: ParseOptions = {}): Inv
     // A bare "ipvsadm" lists the table; anything else without a command is a usage error.
     if (state.seen.size === 0 && state.positional.length === 0) {
       return {
-        command: { kind: 'list', stats: false, json: false, numeric: false, sort: true },
+        command: { kind: 'list', stats: false, rate: false, exact: false, json: false, numeric: false, sort: true },
         connection: state.connection,
       };
     }
@@ -503,6 +692,18 @@ export function parseArgs(argv: readonly string[], opts: ParseOptions = {}): Inv
     const parsed = parseHostPort(state.realServerText, state.protocol ?? 'tcp', opts.resolvePort);
     if (!parsed) throw usageError('illegal real server address[:port] specified');
     server = { address: parsed.address, family: parsed.family, port: parsed.port ?? state.service?.port ?? 0 };
+  }
+
+  // --set takes its three timeouts as the next arguments (ipvsadm reads them with poptGetArg).
+  let timeouts: [number, number, number] | undefined;
+  if (command === 'set') {
+    const [tcp, tcpfin, udp] = state.positional.splice(0, 3);
+    if (udp === undefined) throw usageError('--set option requires 3 timeout values');
+    timeouts = [tcp, tcpfin, udp].map((t) => {
+      const n = toNumber(t, 0, MAX_TIMEOUT);
+      if (n === undefined) throw usageError(`invalid timeout value \`${t}' specified`);
+      return n;
+    }) as [number, number, number];
   }
 
   if (state.positional.length > 0) throw usageError(`unexpected argument ${state.positional[0]}`);
@@ -522,6 +723,18 @@ export function parseArgs(argv: readonly string[], opts: ParseOptions = {}): Inv
       throw usageError(`Illegal '${name}' option with the '${COMMAND_NAMES[command]}' command`);
     }
   }
+  const lvsRow = LVS_LEGAL[command]?.split(' ');
+  LVS_OPTION_NAMES.forEach((name, col) => {
+    if (state.seen.has(name) && (lvsRow?.[col] ?? 'x') === 'x') {
+      throw usageError(`Illegal '${name}' option with the '${COMMAND_NAMES[command]}' command`);
+    }
+  });
+  if (command === 'list') {
+    const given = LIST_EXCLUSIVE.filter((name) => state.seen.has(name));
+    if (given.length > 1) {
+      throw usageError(`The option '${given[1]}' conflicts with the '${given[0]}' option in the 'list' command`);
+    }
+  }
 
   const service: ServiceSpec | undefined =
     state.service && state.protocol
@@ -537,19 +750,51 @@ export function parseArgs(argv: readonly string[], opts: ParseOptions = {}): Inv
   switch (command) {
     case 'list':
       return {
-        command: { kind: 'list', service, stats: state.stats, json: state.json, numeric: state.numeric, sort: state.sort },
+        command: {
+          kind: 'list',
+          service,
+          stats: state.stats,
+          rate: state.rate,
+          exact: state.exact,
+          json: state.json,
+          numeric: state.numeric,
+          sort: state.sort,
+          ...(state.listConnections ? { connections: true } : {}),
+          ...(state.listTimeout ? { timeout: true } : {}),
+          ...(state.listThresholds ? { thresholds: true } : {}),
+          ...(state.listPersistentConn ? { persistentConn: true } : {}),
+        },
         connection,
       };
+    case 'set':
+      return { command: { kind: 'set', tcp: timeouts![0], tcpfin: timeouts![1], udp: timeouts![2] }, connection };
+    case 'save':
+      return { command: { kind: 'save', numeric: state.numeric }, connection };
+    case 'restore':
+      return { command: { kind: 'restore' }, connection };
+    case 'zero':
+      return { command: { kind: 'zero', service }, connection };
     case 'clear':
       return { command: { kind: 'clear' }, connection };
     case 'delete-service':
       return { command: { kind: 'delete-service', service: service! }, connection };
     case 'add-service':
     case 'edit-service': {
-      // Without persistence (not supported yet) a service needs a port; -E without -s goes back to wlc, as ipvsadm.
-      if (service!.port === 0) throw usageError('Zero port specified for non-persistent service');
+      // -E without -s goes back to wlc, and without -p to no persistence, as ipvsadm (it replaces the definition).
+      let persistence: { persistent: number; netmask?: string } | undefined;
+      if (state.persistentText !== undefined) {
+        const t = state.persistentText === null ? DEFAULT_PERSISTENT : toNumber(state.persistentText, 1, MAX_TIMEOUT);
+        if (t === undefined) throw usageError(`invalid timeout value \`${state.persistentText}' specified`);
+        persistence = { persistent: t };
+      }
+      if (state.netmaskText !== undefined) {
+        const m = parseNetmaskOption(state.netmaskText, service!.family);
+        if (persistence) persistence.netmask = m;
+      }
+      // Without persistence a service needs a port (a persistent port-0 service takes every port).
+      if (service!.port === 0 && !persistence) throw usageError('Zero port specified for non-persistent service');
       return {
-        command: { kind: command, service: service!, scheduler: state.scheduler || DEFAULT_SCHEDULER, flags },
+        command: { kind: command, service: service!, scheduler: state.scheduler || DEFAULT_SCHEDULER, flags, ...persistence },
         connection,
       };
     }
@@ -567,7 +812,12 @@ export function parseArgs(argv: readonly string[], opts: ParseOptions = {}): Inv
       if (rs.family !== svc.family && method !== 'tunnel') {
         throw usageError('Different address family is allowed only for tunneling servers');
       }
-      return { command: { kind: command, service: svc, server: rs, method, weight }, connection };
+      if (state.tunType !== undefined && method !== 'tunnel') throw usageError('Tunnel options conflict with forward method');
+      const thresholds = {
+        ...(state.upperThreshold !== undefined ? { upperThreshold: state.upperThreshold } : {}),
+        ...(state.lowerThreshold !== undefined ? { lowerThreshold: state.lowerThreshold } : {}),
+      };
+      return { command: { kind: command, service: svc, server: rs, method, weight, ...thresholds }, connection };
     }
   }
 }

@@ -3,6 +3,10 @@
 import { ErrorCode, XdpvsError } from '../errors.js';
 import { formatEndpoint } from '../lb/address.js';
 import type {
+  ConfigChanges,
+  ConfigService,
+  ConfigView,
+  ConnectionView,
   InfoView,
   RealServerPatch,
   RealServerSpec,
@@ -10,7 +14,9 @@ import type {
   ServicePatch,
   ServiceSpec,
   ServiceView,
+  TimeoutsView,
 } from '../lb/model.js';
+import { parseVip } from '../lb/vip.js';
 
 export interface ClientOptions {
   /** http://host:port, no trailing slash. */
@@ -24,6 +30,8 @@ export interface ClientOptions {
 
 /** The API's name of a service: PROTO:ADDR:PORT, IPv6 in brackets ("udp:[fd00::100]:53"). */
 export function serviceId(s: { protocol: string; address: string; port: number; family?: string }): string {
+  // A prefix service (ADDR/LEN, an xdpvs extension): "tcp:198.18.1.0/24:80", "tcp:[fd00:1::/64]:80".
+  if (s.address.includes('/')) return `${s.protocol}:${formatEndpoint(parseVip(s.address), s.port)}`;
   return `${s.protocol}:${serverId(s)}`;
 }
 
@@ -112,6 +120,37 @@ export class XdpvsClient {
   /** ipvsadm -C: every service goes. */
   clear(): Promise<{ deleted: number }> {
     return this.request<{ deleted: number }>('DELETE', '/v1/services');
+  }
+
+  /** The connection table and persistence templates (ipvsadm -Lnc). */
+  async connections(): Promise<ConnectionView[]> {
+    return (await this.request<{ connections: ConnectionView[] }>('GET', '/v1/connections')).connections;
+  }
+
+  /** ipvsadm -L --timeout. */
+  timeouts(): Promise<TimeoutsView> {
+    return this.request<TimeoutsView>('GET', '/v1/timeouts');
+  }
+
+  /** ipvsadm --set tcp tcpfin udp (0 keeps one). */
+  setTimeouts(body: TimeoutsView): Promise<TimeoutsView> {
+    return this.request<TimeoutsView>('PUT', '/v1/timeouts', body);
+  }
+
+  /** The whole configuration without counters (ipvsadm -S). */
+  getConfig(): Promise<ConfigView> {
+    return this.request<ConfigView>('GET', '/v1/config');
+  }
+
+  /** Replaces the whole configuration, all or nothing (ipvsadm -R); with `revision`, only over that revision. */
+  putConfig(body: { services: ConfigService[]; revision?: number }): Promise<ConfigView & { changes: ConfigChanges }> {
+    return this.request<ConfigView & { changes: ConfigChanges }>('PUT', '/v1/config', body);
+  }
+
+  /** ipvsadm -Z: zeroes the counters of one service (with its real servers) or of all. */
+  zero(svc?: string): Promise<{ zeroed: number }> {
+    const path = svc === undefined ? '/v1/stats/zero' : `/v1/services/${encodeURIComponent(svc)}/stats/zero`;
+    return this.request<{ zeroed: number }>('POST', path);
   }
 
   addServer(svc: string, body: RealServerSpec): Promise<RealServerView> {

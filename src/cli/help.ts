@@ -36,12 +36,17 @@ export function usageText(version: string, program = 'xdpvsadm'): string {
   const p = program;
   return `${versionLine(version)}
 Usage:
-  ${p} -A|E virtual-service [-s scheduler] [-b sched-flags]
+  ${p} -A|E virtual-service [-s scheduler] [-b sched-flags] [-p [timeout]] [-M netmask]
   ${p} -D virtual-service
   ${p} -C
   ${p} -a|e virtual-service -r server-address [options]
   ${p} -d virtual-service -r server-address
   ${p} -L|l [virtual-service] [options]
+  ${p} -L|l -c|--timeout [-n] [--json]
+  ${p} --set tcp tcpfin udp
+  ${p} -Z [virtual-service]
+  ${p} -R
+  ${p} -S [-n]
   ${p} -h
 
 Commands:
@@ -54,18 +59,25 @@ Either long or short options are allowed.
   --edit-server     -e        edit real server with options
   --delete-server   -d        delete real server
   --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
+  --restore         -R        restore rules from stdin (all or nothing)
+  --save            -S        save rules to stdout
+  --set tcp tcpfin udp        set connection timeout values (seconds; 0 keeps one)
   --help            -h        display this help message
   --version         -v        display the version
 
 virtual-service:
   --tcp-service|-t  service-address   service-address is host[:port]
   --udp-service|-u  service-address   service-address is host[:port]
-  (host is a numeric IPv4 or IPv6 address, IPv6 with a port written [addr]:port)
+  (host is a numeric IPv4 or IPv6 address, IPv6 with a port written [addr]:port; an xdpvs extension:
+   host/len, [addr/len]:port, is a service for every address of that prefix, see docs/schedulers.md)
 
 Options:
-  --scheduler    -s scheduler         ${SUPPORTED_SCHEDULERS} (the daemon refuses the other IPVS
-                                      schedulers for now); the default scheduler is ${DEFAULT_SCHEDULER},
-                                      as ipvsadm's, and -E without -s also sets it.
+  --scheduler    -s scheduler         one of ${SUPPORTED_SCHEDULERS};
+                                      the default scheduler is ${DEFAULT_SCHEDULER}, as ipvsadm's,
+                                      and -E without -s also sets it.
+  --persistent   -p [timeout]         persistent service (timeout in seconds, default 300)
+  --netmask      -M netmask           persistent granularity mask (IPv4 dotted, IPv6 a length)
   --real-server  -r server-address    server-address is host (and port); without a port
                                       the service's port is used
   --gatewaying   -g                   gatewaying (direct routing)${byDefault('dr')}
@@ -74,7 +86,16 @@ Options:
                                       (-g and -i use the service's port for the real server)
   --weight       -w weight            capacity of real server (0..${MAX_WEIGHT}, default ${DEFAULT_WEIGHT};
                                       -e without -w sets it back to ${DEFAULT_WEIGHT}, as ipvsadm)
+  --tun-type     type                 ipip, the only tunnel type xdpvs does (ipvsadm-save writes it)
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --connection   -c                   output of current IPVS connections
+  --timeout                           output of timeout (tcp tcpfin udp)
+  --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
   --stats                             output of statistics information
+  --rate                              output of rate information
+  --exact                             expand numbers (display exact values)
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
   --numeric      -n                   numeric output of addresses and ports
@@ -82,13 +103,14 @@ ${wrapList('  --sched-flags  -b flags             scheduler flags (comma-separat
   --json                              list as the daemon's JSON objects
 
 Addresses and ports are always printed as numbers: xdpvsadm never resolves names
-(no DNS or other traffic beyond the daemon), so -L prints what -L -n prints.
+(no DNS or other traffic beyond the daemon), so -L prints what -L -n prints, and -S
+what -S -n prints. -R checks every rule before the daemon applies the result as a whole:
+a bad line (named in the message) changes nothing.
 
 Not supported yet (refused with exit status 1, never ignored):
-  -p/--persistent, -M/--netmask, -f/--fwmark-service, --sctp-service, -6/--ipv6,
-  -o/--ops, --pe, -x/--u-threshold, -y/--l-threshold, -c/--connection, --rate,
-  --exact, --thresholds, --persistent-conn, --tun-*, --timeout, --daemon, -Z/--zero,
-  -S/--save, -R/--restore, --set, --start-daemon, --stop-daemon and their options.
+  -f/--fwmark-service, --sctp-service, -6/--ipv6, -o/--ops, --pe,
+  --tun-type gue|gre and the other --tun-* options, --daemon,
+  --start-daemon, --stop-daemon and their options.
 
 Connection to xdpvsd:
   --server URL                        the daemon's API; else $${ENV_SERVER}, else the URL in

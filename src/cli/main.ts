@@ -9,8 +9,11 @@ import type { Protocol } from '../lb/model.js';
 import { EXIT_OPTION_SYNTAX, EXIT_USAGE, parseArgs, type Command, type Invocation } from './args.js';
 import { XdpvsClient, serverId, serviceId } from './client.js';
 import { discover, readToken } from './discover.js';
+import { formatConnections, formatConnectionsJson, formatTimeouts } from './connections.js';
 import { formatJson, formatList, formatOneService } from './format.js';
 import { usageText, versionLine } from './help.js';
+import { lineOfDaemonError, parseRules, playRules, type RestorePlan } from './restore.js';
+import { formatSave } from './save.js';
 
 /** Unreachable daemon (xdpvsadm's own; ipvsadm uses 2 when it cannot talk to the kernel either). */
 export const EXIT_UNREACHABLE = 2;
@@ -28,6 +31,8 @@ export interface Io {
   runtimeFile?: string;
   /** Port names for "VIP:http" (default: /etc/services). */
   resolvePort?: (name: string, protocol: Protocol) => number | undefined;
+  /** All of standard input (-R reads its rules there). */
+  readStdin?: () => Promise<string>;
 }
 
 /** The package's version, from the package.json above this file (src/cli or dist/src/cli). */
@@ -89,6 +94,7 @@ export function ipvsadmPhrase(kind: Command['kind'], err: XdpvsError, serviceMis
       return undefined;
     case 'delete-service':
     case 'list':
+    case 'zero':
       return err.code === ErrorCode.NotFound ? 'No such service' : undefined;
     case 'add-server':
       if (err.code === ErrorCode.NotFound) return 'Service not defined';
@@ -106,8 +112,21 @@ export function ipvsadmPhrase(kind: Command['kind'], err: XdpvsError, serviceMis
 async function execute(command: Command, client: XdpvsClient, io: Io): Promise<void> {
   switch (command.kind) {
     case 'list': {
-      const format = { stats: command.stats, sort: command.sort };
-      if (command.service) {
+      const format = {
+        stats: command.stats,
+        rate: command.rate,
+        exact: command.exact,
+        sort: command.sort,
+        thresholds: command.thresholds,
+        persistentConn: command.persistentConn,
+      };
+      if (command.connections) {
+        const list = await client.connections();
+        io.stdout(command.json ? formatConnectionsJson(list) : formatConnections(list));
+      } else if (command.timeout) {
+        const t = await client.timeouts();
+        io.stdout(command.json ? `${JSON.stringify(t, null, 2)}\n` : formatTimeouts(t));
+      } else if (command.service) {
         const svc = await client.getService(serviceId(command.service));
         io.stdout(command.json ? formatJson([svc], format) : formatOneService(svc, format));
       } else if (command.json) {
@@ -120,12 +139,21 @@ async function execute(command: Command, client: XdpvsClient, io: Io): Promise<v
     }
     case 'add-service': {
       const { protocol, address, port } = command.service;
-      await client.addService({ protocol, address, port, scheduler: command.scheduler, flags: command.flags });
+      const persistence = command.persistent ? { persistent: command.persistent, netmask: command.netmask } : {};
+      await client.addService({ protocol, address, port, scheduler: command.scheduler, flags: command.flags, ...persistence });
       return;
     }
     case 'edit-service':
-      // ipvsadm -E replaces the whole service definition: scheduler and flags both.
-      await client.editService(serviceId(command.service), { scheduler: command.scheduler, flags: command.flags });
+      // ipvsadm -E replaces the whole service definition: scheduler, flags and persistence (none without -p).
+      await client.editService(serviceId(command.service), {
+        scheduler: command.scheduler,
+        flags: command.flags,
+        persistent: command.persistent ?? 0,
+        ...(command.netmask !== undefined ? { netmask: command.netmask } : {}),
+      });
+      return;
+    case 'set':
+      await client.setTimeouts({ tcp: command.tcp, tcpfin: command.tcpfin, udp: command.udp });
       return;
     case 'delete-service':
       await client.deleteService(serviceId(command.service));
@@ -140,22 +168,72 @@ async function execute(command: Command, client: XdpvsClient, io: Io): Promise<v
         port,
         method: command.method,
         weight: command.weight,
+        ...(command.upperThreshold !== undefined ? { upperThreshold: command.upperThreshold } : {}),
+        ...(command.lowerThreshold !== undefined ? { lowerThreshold: command.lowerThreshold } : {}),
       });
       return;
     }
     case 'edit-server':
-      // ipvsadm -e replaces the whole destination: weight and method both.
+      // ipvsadm -e replaces the whole destination: weight, method and thresholds (0 without -x / -y).
       await client.editServer(serviceId(command.service), serverId(command.server), {
         weight: command.weight,
         method: command.method,
+        upperThreshold: command.upperThreshold ?? 0,
+        lowerThreshold: command.lowerThreshold ?? 0,
       });
       return;
     case 'delete-server':
       await client.deleteServer(serviceId(command.service), serverId(command.server));
       return;
+    case 'save':
+      io.stdout(formatSave((await client.getConfig()).services));
+      return;
+    case 'zero':
+      await client.zero(command.service ? serviceId(command.service) : undefined);
+      return;
+    case 'restore':
     case 'help':
     case 'version':
       return;
+  }
+}
+
+/**
+ * -R: rules from stdin -> one configuration -> PUT /v1/config over the revision read. Whatever goes wrong before
+ * the daemon accepts it leaves the configuration as it was; the message names the line at fault.
+ */
+async function restore(client: XdpvsClient, io: Io, tokenProblem: string | undefined): Promise<number> {
+  let plan: RestorePlan | undefined;
+  try {
+    const input = io.readStdin ? await io.readStdin() : '';
+    const rules = parseRules(input, { resolvePort: io.resolvePort ?? servicesFilePort });
+    const current = await client.getConfig();
+    plan = playRules(current.services, rules);
+    await client.putConfig({ services: plan.services, revision: current.revision });
+    return 0;
+  } catch (e) {
+    if (!isXdpvsError(e)) {
+      io.stderr(`xdpvsadm: ${(e as Error)?.message ?? String(e)}\n`);
+      return EXIT_REFUSED;
+    }
+    if (e.code === ErrorCode.Unreachable) {
+      io.stderr(`xdpvsadm: ${e.message}\n`);
+      return EXIT_UNREACHABLE;
+    }
+    let status = EXIT_REFUSED;
+    if (typeof e.details.line === 'number') {
+      // A line that does not parse, or that IPVS would refuse: found before anything was sent.
+      io.stderr(`xdpvsadm: ${e.message}\n`);
+      status = Number(e.details.exitCode ?? EXIT_REFUSED);
+    } else {
+      const rule = plan && lineOfDaemonError(plan, e);
+      io.stderr(rule ? `xdpvsadm: line ${rule.line} "${rule.text}": xdpvsd: ${e.message}\n` : `xdpvsd: ${e.message}\n`);
+      if (e.code === ErrorCode.Unauthorized && tokenProblem) io.stderr(`xdpvsadm: no API token: ${tokenProblem}\n`);
+    }
+    if (e.details.partial) io.stderr('xdpvsadm: the restore stopped part way; see what is in place with xdpvsadm -Ln\n');
+    else if (e.code === ErrorCode.Conflict) io.stderr('xdpvsadm: nothing was restored; run it again\n');
+    else io.stderr('xdpvsadm: nothing was restored; the configuration is as it was\n');
+    return status;
   }
 }
 
@@ -232,16 +310,17 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   for (const w of endpoint.warnings) io.stderr(`xdpvsadm: warning: ${w}\n`);
 
-  // Listing needs no token; every change does.
+  // Listing and saving need no token; every change does.
   let token: string | undefined;
   let tokenProblem: string | undefined;
-  if (command.kind !== 'list') {
+  if (command.kind !== 'list' && command.kind !== 'save') {
     const t = readToken(endpoint.tokenFile);
     if (t.token !== undefined) token = t.token;
     else tokenProblem = t.reason;
   }
 
   const client = new XdpvsClient({ url: endpoint.url, token, fetch: io.fetch });
+  if (command.kind === 'restore') return restore(client, io, tokenProblem);
   try {
     await execute(command, client, io);
     return 0;
@@ -255,6 +334,12 @@ function processIo(): Io {
     stdout: (text) => void process.stdout.write(text),
     stderr: (text) => void process.stderr.write(text),
     env: process.env,
+    readStdin: async () => {
+      let text = '';
+      process.stdin.setEncoding('utf8');
+      for await (const chunk of process.stdin) text += chunk as string;
+      return text;
+    },
   };
 }
 

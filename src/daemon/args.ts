@@ -3,7 +3,9 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_LISTEN, DEFAULT_TOKEN_FILE } from '../cli/discover.js';
 import { ErrorCode, XdpvsError } from '../errors.js';
+import { parseWebhookUrl } from '../health/notify.js';
 import type { Level } from '../log.js';
+import { parseAddress, type Family } from '../lb/address.js';
 
 export const USAGE = `usage: xdpvsd --interface IFACE [--interface IFACE2] [options]
 
@@ -11,10 +13,19 @@ export const USAGE = `usage: xdpvsd --interface IFACE [--interface IFACE2] [opti
   --listen ADDR:PORT     API address (default ${DEFAULT_LISTEN}; reads are open, writes need the token)
   --token-file FILE      bearer token for writes (default ${DEFAULT_TOKEN_FILE}, created 0600 if missing)
   --state FILE           durable desired state, restored at start (default: none)
+  --keepalived-conf FILE read keepalived.conf's virtual_server blocks and run their health checks; SIGHUP
+                         or POST /v1/reload re-reads it and applies only the differences (docs/keepalived.md)
+  --notify-webhook URL   POST every health state change as JSON to URL (only there)
+  --tunnel-source ADDR   outer source of tunnelled (-i) packets, one per family (repeatable; default: the
+                         address the kernel picks towards each real server)
+  --conn-table-size N    entries of the connection table (default 262144; LRU: when full, the least recently
+                         used flow is forgotten, see docs/schedulers.md); a pinned table keeps its size
   --xdp-mode MODE        auto (native, else generic with a warning), native or generic (default auto)
   --log-level LEVEL      debug, info, warn or error (default info)
   --detach               detach the program from the interfaces, remove the pins and exit
-  -h, --help             this text`;
+  -h, --help             this text
+
+       xdpvsd --role realserver --interface IFACE --vip ADDR [...]   decapsulation on a real server (--role realserver --help)`;
 
 export interface DaemonArgs {
   interfaces: string[];
@@ -22,7 +33,13 @@ export interface DaemonArgs {
   listenPort: number;
   tokenFile: string;
   stateFile?: string;
+  keepalivedConf?: string;
+  notifyWebhook?: string;
+  /** --tunnel-source, by family. */
+  tunnelSources: Partial<Record<Family, string>>;
   xdpMode: 'auto' | 'native' | 'generic';
+  /** --conn-table-size: max_entries of `conns` (and `nat_reverse`); undefined: the object's. */
+  connTableSize?: number;
   logLevel: Level;
   detach: boolean;
   help: boolean;
@@ -30,6 +47,14 @@ export interface DaemonArgs {
 
 function usageError(msg: string): XdpvsError {
   return new XdpvsError(ErrorCode.Invalid, `${msg}\n${USAGE}`);
+}
+
+/** --conn-table-size: a whole number of entries, 1024 .. 2^27 (the kernel must allocate the LRU table up front). */
+function connTableSize(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(n) || n < 1024 || n > 1 << 27) throw usageError(`--conn-table-size must be a whole number 1024..${1 << 27}, not "${text}"`);
+  return n;
 }
 
 export function parseDaemonArgs(argv: string[]): DaemonArgs {
@@ -42,7 +67,12 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
         listen: { type: 'string', default: DEFAULT_LISTEN },
         'token-file': { type: 'string', default: DEFAULT_TOKEN_FILE },
         state: { type: 'string' },
+        'keepalived-conf': { type: 'string' },
+        'notify-webhook': { type: 'string' },
+        'tunnel-source': { type: 'string', multiple: true },
+        role: { type: 'string', default: 'director' },
         'xdp-mode': { type: 'string', default: 'auto' },
+        'conn-table-size': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
         detach: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -64,13 +94,37 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
   if (mode !== 'auto' && mode !== 'native' && mode !== 'generic') throw usageError(`--xdp-mode must be auto, native or generic, not "${mode}"`);
   const level = values['log-level']!;
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw usageError(`--log-level must be debug, info, warn or error`);
+  if (values.role !== 'director') throw usageError(`--role must be director or realserver, not "${values.role}"`);
+  const tunnelSources: Partial<Record<Family, string>> = {};
+  for (const text of values['tunnel-source'] ?? []) {
+    let a;
+    try {
+      a = parseAddress(text);
+    } catch (e) {
+      throw usageError(`--tunnel-source ${text}: ${(e as Error).message}`);
+    }
+    if (tunnelSources[a.family]) throw usageError(`--tunnel-source given twice for ${a.family === 'inet' ? 'IPv4' : 'IPv6'} (${tunnelSources[a.family]}, ${a.text})`);
+    tunnelSources[a.family] = a.text;
+  }
+  let webhook: string | undefined;
+  if (values['notify-webhook'] !== undefined) {
+    try {
+      webhook = parseWebhookUrl(values['notify-webhook']);
+    } catch (e) {
+      throw usageError((e as Error).message);
+    }
+  }
   return {
     interfaces,
     listenHost: m[1].replace(/^\[(.*)\]$/, '$1'),
     listenPort,
     tokenFile: values['token-file']!,
     stateFile: values.state,
+    keepalivedConf: values['keepalived-conf'],
+    notifyWebhook: webhook,
+    tunnelSources,
     xdpMode: mode,
+    connTableSize: connTableSize(values['conn-table-size']),
     logLevel: level as Level,
     detach: values.detach ?? false,
     help,

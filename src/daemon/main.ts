@@ -7,15 +7,23 @@ import { serve } from '@hono/node-server';
 import { createApp } from '../api/app.js';
 import { runtimeFilePath, type RuntimeInfo } from '../cli/discover.js';
 import { isXdpvsError } from '../errors.js';
+import { HealthMonitor } from '../health/monitor.js';
+import { createNotifier } from '../health/notify.js';
+import { KeepalivedLoader } from '../keepalived/apply.js';
 import { Balancer } from '../lb/balancer.js';
+import { ESTIMATOR_INTERVAL_MS } from '../lb/rates.js';
 import { attachXdp, detachXdp, ensureBpffs, loadObject, pinDirFor, removePins, type LoadedObject } from '../loader/program.js';
 import { LB_MAPS, LbMaps } from '../maps/lb-maps.js';
 import { createLogger, type Logger } from '../log.js';
 import { getLink } from '../net/iproute.js';
+import { natForwardingWarner } from '../net/forwarding.js';
 import { IprouteNeighbourResolver } from '../net/neighbours.js';
 import { LB_OBJECT, LB_PROGRAM, VERSION } from '../paths.js';
 import { parseDaemonArgs, USAGE, type DaemonArgs } from './args.js';
+import { loadConnTableSized } from './conn-table.js';
 import { readState, writeState } from './state-file.js';
+import { wantsRealServerRole } from '../realserver/args.js';
+import { realServerMain } from '../realserver/main.js';
 import { loadOrCreateToken } from './token.js';
 
 /** IPVS's default timeouts (ipvsadm -L --timeout: 900 120 300), plus its SYN_RECV and CLOSE ones. */
@@ -42,6 +50,9 @@ async function detach(args: DaemonArgs, log: Logger): Promise<void> {
   log('info', 'removed pins and runtime file');
 }
 
+/** How often the connection counters are corrected and the templates of live clients extended. */
+const CONN_UPKEEP_MS = 1000;
+
 async function run(args: DaemonArgs, log: Logger): Promise<void> {
   const links = await Promise.all(args.interfaces.map((n) => getLink(n)));
   const pinDir = pinDirFor(args.interfaces[0]);
@@ -50,7 +61,7 @@ async function run(args: DaemonArgs, log: Logger): Promise<void> {
 
   const token = loadOrCreateToken(args.tokenFile);
   const expectShapes = Object.fromEntries(Object.values(LB_MAPS).map((m) => [m.name, { keySize: m.keySize, valueSize: m.valueSize }]));
-  const obj: LoadedObject = loadObject({ objectPath: LB_OBJECT, pinDir, programName: LB_PROGRAM, expectShapes });
+  const obj: LoadedObject = loadConnTableSized({ objectPath: LB_OBJECT, pinDir, programName: LB_PROGRAM, expectShapes }, args.connTableSize, args.interfaces[0]);
   const attached = links.map((link) => {
     const r = attachXdp(link.ifindex, obj.programFd, args.xdpMode, { replace: true });
     if (r.warning) log('warn', r.warning, { interface: link.ifname });
@@ -61,9 +72,14 @@ async function run(args: DaemonArgs, log: Logger): Promise<void> {
   const maps = new LbMaps(obj.backend);
   if (maps.getConfig().tcp_timeout === 0) maps.setConfig(IPVS_TIMEOUTS);
 
+  const natCheck = natForwardingWarner(args.interfaces, (msg) => log('warn', msg));
   const balancer = new Balancer(maps, new IprouteNeighbourResolver(), {
-    onChange: args.stateFile ? (state) => writeState(args.stateFile!, state) : undefined,
+    onChange: (state) => {
+      if (args.stateFile) writeState(args.stateFile, state);
+      natCheck(state);
+    },
     log: (level, msg, fields) => log(level, msg, fields),
+    tunnelSources: args.tunnelSources,
   });
   const saved = args.stateFile ? readState(args.stateFile) : undefined;
   if (saved) {
@@ -71,7 +87,19 @@ async function run(args: DaemonArgs, log: Logger): Promise<void> {
     log('info', `restored ${saved.services.length} service(s) from ${args.stateFile}`);
   }
 
-  const app = createApp({ balancer, token, info: () => ({ version: VERSION, interfaces: attached }), log });
+  // Health checks and keepalived.conf: loaded before the API opens, so a bad file stops the start (FILE:LINE).
+  const health = new HealthMonitor({ target: balancer, log, notifier: createNotifier({ log, webhookUrl: args.notifyWebhook }) });
+  const keepalived = args.keepalivedConf ? new KeepalivedLoader(args.keepalivedConf, balancer, health, log) : undefined;
+  const reload = keepalived
+    ? async () => {
+        const r = await keepalived.load();
+        health.setRouterId(keepalived.routerId);
+        return r;
+      }
+    : undefined;
+  if (reload) await reload();
+
+  const app = createApp({ balancer, token, info: () => ({ version: VERSION, interfaces: attached }), log, processMetrics: true, reload });
   const server = serve({ fetch: app.fetch, hostname: args.listenHost, port: args.listenPort });
   await new Promise<void>((resolve, reject) => {
     server.once('listening', () => resolve());
@@ -93,16 +121,44 @@ async function run(args: DaemonArgs, log: Logger): Promise<void> {
       .catch((e) => log('warn', `neighbour refresh failed: ${(e as Error).message}`))
       .finally(() => (refreshing = false));
   }, NEIGHBOUR_REFRESH_MS);
+  // Connection upkeep (src/lb/sched-sync.ts): counts corrected for entries that left silently, templates of live
+  // clients extended.
+  const upkeepTimer = setInterval(() => {
+    try {
+      balancer.maintainConnections();
+    } catch (e) {
+      log('warn', `connection upkeep failed: ${(e as Error).message}`);
+    }
+  }, CONN_UPKEEP_MS);
+  // IPVS's rate estimator (ipvsadm -L --rate): one sample of every counter each 2 s.
+  const rateTimer = setInterval(() => {
+    try {
+      balancer.estimateRates();
+    } catch (e) {
+      log('warn', `rate estimation failed: ${(e as Error).message}`);
+    }
+  }, ESTIMATOR_INTERVAL_MS);
 
   // Leaving keeps the program attached and the maps pinned: traffic flows on, and the next start adopts them.
   const stop = (signal: string) => {
     log('info', `${signal}: stopping the API; the data plane keeps forwarding (xdpvsd --detach removes it)`);
     clearInterval(timer);
+    clearInterval(rateTimer);
+    clearInterval(upkeepTimer);
     rmSync(runtimeFile, { force: true });
     server.close();
     obj.close();
-    process.exit(0);
+    // keepalived's omega runs down notifiers at shutdown: give them a moment, not forever.
+    void Promise.race([health.stop(), new Promise((r) => setTimeout(r, 3000))]).finally(() => process.exit(0));
   };
+  process.on('SIGHUP', () => {
+    if (!reload) {
+      log('warn', 'SIGHUP: nothing to reload (no --keepalived-conf)');
+      return;
+    }
+    log('info', `SIGHUP: reloading ${args.keepalivedConf}`);
+    reload().catch((e) => log('error', `reload failed, nothing changed: ${(e as Error).message}`, isXdpvsError(e) ? { code: e.code, ...e.details } : {}));
+  });
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 
@@ -111,6 +167,8 @@ async function run(args: DaemonArgs, log: Logger): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  // The real server's decapsulation is a role of the same binary; its code lives in src/realserver.
+  if (wantsRealServerRole(process.argv.slice(2))) return realServerMain(process.argv.slice(2));
   let args: DaemonArgs;
   try {
     args = parseDaemonArgs(process.argv.slice(2));

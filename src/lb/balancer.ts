@@ -8,21 +8,20 @@ import type { LbMaps } from '../maps/lb-maps.js';
 import {
   AF_INET,
   AF_INET6,
-  ConnState,
   DEST_F_MAC_VALID,
   FWD_METHODS,
   IPPROTO_TCP,
   IPPROTO_UDP,
-  SVC_F_HASH_PORT,
   type ServiceKeyV,
 } from '../maps/structs.js';
-import { addressFromData, addressToData, formatEndpoint, parseAddress, parseEndpoint, parsePort, type IpAddress } from './address.js';
+import { addressFromData, addressToData, formatEndpoint, parseAddress, parseEndpoint, parsePort, type Family, type IpAddress } from './address.js';
 import {
   DEFAULT_METHOD,
   DEFAULT_SCHEDULER,
   DEFAULT_WEIGHT,
   MAX_WEIGHT,
   type Counters,
+  type HealthView,
   type Method,
   type Protocol,
   type RealServerPatch,
@@ -34,9 +33,24 @@ import {
 } from './model.js';
 import type { NeighbourResolver, NextHop } from './neighbour.js';
 import { buildSchedule, parseScheduler, type SchedulerInfo } from './schedulers.js';
+import { SchedState, checkThreshold, readConnections, serviceFlagBits, type DestCounts, type DestInfo, type DestAddress, type ServiceInfo } from './sched-sync.js';
+import { checkPersistent, checkServicePort, isPrefixVip, netmaskText, parseNetmask, parseVip, parseVipEndpoint } from './vip.js';
+import type { ConnectionView, TimeoutsView } from './model.js';
+import { planConfig, rehearsalMaps, runSteps, summarise, type ConfigTarget } from './config.js';
+import type { ConfigChanges, ConfigService, ConfigView } from './model.js';
+import { RateEstimator } from './rates.js';
+
+/** ipvsadm's MAX_TIMEOUT for --set (31 days). */
+const MAX_TIMEOUT = 86400 * 31;
 
 /** Methods the data plane forwards today; the others are refused with XDPVS_ERR_UNSUPPORTED. */
-const IMPLEMENTED_METHODS: readonly Method[] = ['dr'];
+const IMPLEMENTED_METHODS: readonly Method[] = ['dr', 'tunnel', 'nat'];
+
+/**
+ * Methods whose real servers may sit behind a router, the next hop then being the gateway: a tunnel's outer packet
+ * and a NAT'd packet are routed by their destination address (IPVS allows both); direct routing needs the link.
+ */
+const ROUTED_METHODS: readonly Method[] = ['tunnel', 'nat'];
 
 interface RealServer {
   address: IpAddress;
@@ -46,6 +60,26 @@ interface RealServer {
   destId: number;
   gen: number;
   hop: NextHop;
+  /** Set by the health monitor (src/health): whether it may take new connections, and at what weight. */
+  health?: ServerHealth;
+  /** -x / -y: connection thresholds, 0 for none (src/lb/sched-sync.ts). */
+  upper: number;
+  lower: number;
+}
+
+/** The health monitor's word on a real server (Balancer.setServerHealth). */
+export interface ServerHealth {
+  view: Omit<HealthView, 'effectiveWeight'>;
+  /** False: out of rotation (failed check, or quorum lost with a sorry server); established connections go on. */
+  eligible: boolean;
+  /** MISC_CHECK misc_dynamic's weight, replacing the configured one while set. */
+  weight?: number;
+}
+
+/** The weight the schedule table uses: 0 while the health monitor holds the server out. */
+function effectiveWeight(rs: RealServer): number {
+  if (!rs.health) return rs.weight;
+  return rs.health.eligible ? (rs.health.weight ?? rs.weight) : 0;
 }
 
 interface Service {
@@ -59,6 +93,9 @@ interface Service {
   activeSlot: 0 | 1;
   /** Insertion order is scheduling order for rr and wrr. */
   servers: Map<string, RealServer>;
+  /** -p: persistence timeout in seconds, 0 when not persistent; -M as a prefix length. */
+  persistent: number;
+  netmask: number;
 }
 
 /** What the daemon writes to its state file and reads back at start (ids included, so pinned conns stay valid). */
@@ -74,8 +111,12 @@ export interface PersistedState {
     scheduler: string;
     flags: string[];
     id: number;
-    servers: { address: string; port: number; method: Method; weight: number; destId: number; gen: number }[];
+    persistent?: number;
+    netmask?: number;
+    servers: { address: string; port: number; method: Method; weight: number; destId: number; gen: number; upper?: number; lower?: number }[];
   }[];
+  /** ipvsadm --set (the data plane's `config` holds them too; this brings them back after xdpvsd --detach). */
+  timeouts?: TimeoutsView;
 }
 
 export interface BalancerOptions {
@@ -84,6 +125,11 @@ export interface BalancerOptions {
   /** Monotonic clock in ns, the data plane's bpf_ktime_get_ns(). */
   nowNs?: () => number;
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * Outer source address of tunnelled packets, per family (xdpvsd --tunnel-source). Without one, the address the
+   * kernel would send from towards the real server (the egress interface's, `ip route get` prefsrc).
+   */
+  tunnelSources?: Partial<Record<Family, string>>;
 }
 
 function invalid(message: string, details: Record<string, unknown> = {}): XdpvsError {
@@ -110,9 +156,19 @@ function checkMethod(m: unknown): Method {
     throw invalid(`invalid forwarding method ${JSON.stringify(m)} (expected ${FWD_METHODS.join(', ')})`, { field: 'method' });
   }
   if (!IMPLEMENTED_METHODS.includes(m as Method)) {
-    throw new XdpvsError(ErrorCode.Unsupported, `forwarding method "${m}" is not implemented yet (direct routing "dr" is)`, { field: 'method' });
+    throw new XdpvsError(ErrorCode.Unsupported, `forwarding method "${m}" is not implemented yet (${IMPLEMENTED_METHODS.join(', ')} are)`, { field: 'method' });
   }
   return m as Method;
+}
+
+/** A real server of the service's family, except a tunnel, whose outer header may be of the other (as in IPVS). */
+function checkFamily(svc: Pick<Service, 'protocol' | 'address' | 'port'>, address: IpAddress, method: Method): void {
+  if (address.family === svc.address.family || method === 'tunnel') return;
+  const fam = (f: Family) => (f === 'inet' ? 'IPv4' : 'IPv6');
+  throw new XdpvsError(
+    ErrorCode.FamilyMismatch,
+    `real server ${address.text} is ${fam(address.family)} but service ${serviceName(svc.protocol, svc.address, svc.port)} is ${fam(svc.address.family)} (only tunnelling, -i, may cross families)`,
+  );
 }
 
 function checkProtocol(p: unknown): Protocol {
@@ -138,7 +194,17 @@ export class Balancer {
   private quarantine: number[] = [];
   private nextGen = 1;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Set for exactly one serial() call: replaceConfig's steps run the public operations inside its own turn. */
+  private bypassQueue = false;
+  /** Committed changes since start (GET /v1/config's revision). */
+  private revision = 0;
+  /** While replaceConfig applies its steps: persist once at the end, not after each step. */
+  private batching = false;
+  private readonly rates = new RateEstimator();
   private readonly nowNs: () => number;
+  private readonly tunnelSources: Partial<Record<Family, IpAddress>> = {};
+  /** dest_sched, persistence, prefix services, count corrections (src/lb/sched-sync.ts). */
+  private readonly sched: SchedState;
 
   constructor(
     private readonly maps: LbMaps,
@@ -148,16 +214,63 @@ export class Balancer {
     this.freeServiceIds = Array.from({ length: maps.maxServices }, (_, i) => i);
     this.freeDestIds = Array.from({ length: maps.maxDests }, (_, i) => i);
     this.nowNs = opts.nowNs ?? (() => Number(process.hrtime.bigint()));
+    this.sched = new SchedState(maps.backend);
+    for (const [family, text] of Object.entries(opts.tunnelSources ?? {}) as [Family, string | undefined][]) {
+      if (text === undefined) continue;
+      const a = parseAddress(text);
+      if (a.family !== family) throw invalid(`tunnel source ${text} is not an ${family === 'inet' ? 'IPv4' : 'IPv6'} address`, { field: 'tunnelSources' });
+      this.tunnelSources[family] = a;
+    }
+  }
+
+  /** The outer source of tunnelled packets to rs: the configured one of its family, else the kernel's choice. */
+  private tunnelSource(rs: Pick<RealServer, 'address' | 'hop'>): IpAddress | undefined {
+    const configured = this.tunnelSources[rs.address.family];
+    if (configured) return configured;
+    return rs.hop.srcAddress ? parseAddress(rs.hop.srcAddress, rs.address.family) : undefined;
+  }
+
+  /**
+   * Whether the data plane can send to rs by its method: a resolved next hop, directly connected for direct
+   * routing (a tunnel may cross routers), and an outer source address for a tunnel.
+   */
+  private canForward(rs: Pick<RealServer, 'address' | 'hop' | 'method'>): boolean {
+    if (rs.hop.mac === undefined) return false;
+    if (rs.method === 'dr' && rs.hop.gateway !== undefined) return false;
+    if (rs.method === 'tunnel' && this.tunnelSource(rs) === undefined) return false;
+    return true;
+  }
+
+  /** Refuses a method the real server's next hop cannot serve (XDPVS_ERR_INVALID). */
+  private checkPath(rs: Pick<RealServer, 'address' | 'hop' | 'method'>): void {
+    if (!ROUTED_METHODS.includes(rs.method) && rs.hop.gateway !== undefined) {
+      throw invalid(
+        `real server ${rs.address.text} is reached through gateway ${rs.hop.gateway} on ${rs.hop.ifname}; ${rs.method === 'dr' ? 'direct routing' : 'this method'} needs it on a directly connected network (tunnelling, -i, and NAT, -m, do not)`,
+        { field: 'method' },
+      );
+    }
+    if (rs.method === 'tunnel' && this.tunnelSource(rs) === undefined) {
+      throw invalid(
+        `no ${rs.address.family === 'inet' ? 'IPv4' : 'IPv6'} source address for tunnelling to ${rs.address.text}: give ${rs.hop.ifname} an address of that family or start xdpvsd with --tunnel-source`,
+        { field: 'method' },
+      );
+    }
   }
 
   /** Runs mutations one at a time: they await the network (neighbour resolution) between validation and writes. */
   private serial<T>(fn: () => Promise<T> | T): Promise<T> {
+    if (this.bypassQueue) {
+      this.bypassQueue = false;
+      return Promise.resolve().then(fn);
+    }
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
     return run;
   }
 
   private changed(): void {
+    this.revision++;
+    if (this.batching) return;
     this.opts.onChange?.(this.exportState());
   }
 
@@ -173,7 +286,7 @@ export class Balancer {
   normaliseServiceName(name: string): string {
     const m = /^(tcp|udp):(.+)$/i.exec(name);
     if (!m) throw invalid(`invalid service "${name}" (expected tcp:ADDR:PORT or udp:ADDR:PORT)`);
-    const ep = parseEndpoint(m[2]);
+    const ep = parseVipEndpoint(m[2]);
     return serviceName(m[1].toLowerCase() as Protocol, ep.address, ep.port);
   }
 
@@ -208,21 +321,73 @@ export class Balancer {
     return this.maps.reasonCounts();
   }
 
-  /** Active (ESTABLISHED) and inactive connections per destination id, from the live connection table. */
-  private connCounts(): Map<number, { active: number; inactive: number }> {
-    const now = this.nowNs();
-    const out = new Map<number, { active: number; inactive: number }>();
-    for (const { value } of this.maps.connections()) {
-      if (value.expires_ns <= now) continue;
-      let c = out.get(value.dest_id);
-      if (!c) out.set(value.dest_id, (c = { active: 0, inactive: 0 }));
-      if (value.state === ConnState.Established) c.active++;
-      else c.inactive++;
+  /** Active (ESTABLISHED), inactive connections and templates per destination id, from the live tables. */
+  private connCounts(): Map<number, DestCounts> {
+    return SchedState.count(readConnections(this.maps.conns), this.sched.maps.persistEntries(), this.destInfo(), this.nowNs());
+  }
+
+  /** Every destination slot of a real server now, with what upkeep and listings need of it. */
+  private destInfo(): Map<number, DestInfo & DestAddress> {
+    const out = new Map<number, DestInfo & DestAddress>();
+    for (const svc of this.services.values()) {
+      for (const rs of svc.servers.values()) out.set(rs.destId, { gen: rs.gen, svcId: svc.id, address: rs.address, port: rs.port });
     }
     return out;
   }
 
-  private view(s: Service, counts: Map<number, { active: number; inactive: number }>): ServiceView {
+  private serviceInfo(): Map<number, ServiceInfo> {
+    const out = new Map<number, ServiceInfo>();
+    for (const s of this.services.values()) {
+      out.set(s.id, { id: serviceName(s.protocol, s.address, s.port), protocol: s.protocol, address: s.address, port: s.port, persistent: s.persistent, netmask: s.netmask });
+    }
+    return out;
+  }
+
+  /** ipvsadm -Lnc: live connections and persistence templates. */
+  listConnections(): ConnectionView[] {
+    return this.sched.listConnections(this.maps.conns, this.serviceInfo(), this.destInfo(), this.nowNs());
+  }
+
+  /**
+   * The per-second upkeep (xdpvsd calls it): corrects the data plane's connection counters for entries that expired
+   * or were evicted, and extends the templates of clients whose connections live (src/lb/sched-sync.ts).
+   */
+  maintainConnections(): void {
+    this.sched.maintain(this.maps.conns, this.destInfo(), this.serviceInfo(), this.nowNs());
+  }
+
+  /** ipvsadm -L --timeout: the tcp, tcpfin and udp timeouts in seconds (IPVS's defaults where unset). */
+  getTimeouts(): TimeoutsView {
+    const c = this.maps.getConfig();
+    return { tcp: c.tcp_timeout || 900, tcpfin: c.tcpfin_timeout || 120, udp: c.udp_timeout || 300 };
+  }
+
+  /** ipvsadm --set tcp tcpfin udp: 0 leaves a timeout as it is (ipvsadm's rule). Applies to new state changes. */
+  setTimeouts(t: Partial<TimeoutsView>): Promise<TimeoutsView> {
+    return this.serial(() => {
+      const check = (v: unknown, field: string): number => {
+        if (v === undefined) return 0;
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_TIMEOUT) {
+          throw invalid(`invalid ${field} timeout ${JSON.stringify(v)} (expected 0..${MAX_TIMEOUT} seconds; 0 keeps it)`, { field });
+        }
+        return v;
+      };
+      const tcp = check(t.tcp, 'tcp');
+      const tcpfin = check(t.tcpfin, 'tcpfin');
+      const udp = check(t.udp, 'udp');
+      const cur = this.maps.getConfig();
+      this.maps.setConfig({
+        ...cur,
+        tcp_timeout: tcp || cur.tcp_timeout,
+        tcpfin_timeout: tcpfin || cur.tcpfin_timeout,
+        udp_timeout: udp || cur.udp_timeout,
+      });
+      this.changed();
+      return this.getTimeouts();
+    });
+  }
+
+  private view(s: Service, counts: Map<number, DestCounts>): ServiceView {
     return {
       id: serviceName(s.protocol, s.address, s.port),
       protocol: s.protocol,
@@ -232,12 +397,14 @@ export class Balancer {
       scheduler: s.scheduler.name,
       flags: [...s.flags],
       stats: this.maps.serviceStats(s.id) as Counters,
+      rates: this.rates.read(svcRateKey(s)),
       servers: [...s.servers.values()].map((rs) => this.serverView(rs, counts)),
+      ...(s.persistent > 0 ? { persistent: s.persistent, netmask: netmaskText(s.netmask, s.address.family) } : {}),
     };
   }
 
-  private serverView(rs: RealServer, counts: Map<number, { active: number; inactive: number }>): RealServerView {
-    const c = counts.get(rs.destId) ?? { active: 0, inactive: 0 };
+  private serverView(rs: RealServer, counts: Map<number, DestCounts>): RealServerView {
+    const c = counts.get(rs.destId) ?? { active: 0, inactive: 0, persist: 0 };
     return {
       id: formatEndpoint(rs.address, rs.port),
       address: rs.address.text,
@@ -246,8 +413,15 @@ export class Balancer {
       weight: rs.weight,
       activeConns: c.active,
       inactiveConns: c.inactive,
+      upperThreshold: rs.upper,
+      lowerThreshold: rs.lower,
+      persistConns: c.persist,
       neighbour: { resolved: rs.hop.mac !== undefined, mac: macText(rs.hop.mac), interface: rs.hop.ifname },
       stats: this.maps.destStatsOf(rs.destId) as Counters,
+      rates: this.rates.read(destRateKey(rs)),
+      health: rs.health
+        ? { ...rs.health.view, effectiveWeight: effectiveWeight(rs) }
+        : { state: 'unchecked', since: null, lastError: null, checker: null, listed: true, effectiveWeight: rs.weight },
     };
   }
 
@@ -256,24 +430,28 @@ export class Balancer {
   addService(spec: ServiceSpec): Promise<ServiceView> {
     return this.serial(() => {
       const protocol = checkProtocol(spec.protocol);
-      const address = parseAddress(spec.address);
-      const port = parsePort(spec.port);
+      const address = parseVip(spec.address);
+      const persistent = checkPersistent(spec.persistent);
+      const netmask = parseNetmask(spec.netmask, address.family);
+      const port = checkServicePort(spec.port, persistent);
       const scheduler = parseScheduler(spec.scheduler ?? DEFAULT_SCHEDULER);
       const flags = checkFlags(scheduler, spec.flags);
       const name = serviceName(protocol, address, port);
       if (this.services.has(name)) throw new XdpvsError(ErrorCode.Exists, `service ${name} already exists`, { service: name });
       const id = this.freeServiceIds.shift();
       if (id === undefined) throw new XdpvsError(ErrorCode.Capacity, `no room for another service (the data plane holds ${this.maps.maxServices})`);
-      const svc: Service = { protocol, address, port, scheduler, flags, id, activeSlot: 0, servers: new Map() };
+      const svc: Service = { protocol, address, port, scheduler, flags, id, activeSlot: 0, servers: new Map(), persistent, netmask };
       try {
         this.maps.resetSchedState(id);
         this.maps.zeroServiceStats(id);
+        this.sched.forgetService(id);
         this.publish(svc, []);
       } catch (e) {
         this.freeServiceIds.unshift(id);
         throw e;
       }
       this.services.set(name, svc);
+      this.sched.setWild([...this.services.values()]);
       this.changed();
       return this.view(svc, new Map());
     });
@@ -284,10 +462,18 @@ export class Balancer {
       const svc = this.findService(name);
       const scheduler = patch.scheduler !== undefined ? parseScheduler(patch.scheduler) : svc.scheduler;
       const flags = patch.flags !== undefined ? checkFlags(scheduler, patch.flags) : checkFlags(scheduler, svc.flags);
-      const next: Service = { ...svc, scheduler, flags };
+      const persistent = patch.persistent !== undefined ? checkPersistent(patch.persistent) : svc.persistent;
+      const netmask = patch.netmask !== undefined || patch.persistent !== undefined ? parseNetmask(patch.netmask, svc.address.family) : svc.netmask;
+      checkServicePort(svc.port, persistent);
+      const next: Service = { ...svc, scheduler, flags, persistent, netmask };
       this.publish(next, [...svc.servers.values()]);
+      // Another netmask or no persistence: the templates made under the old one no longer apply.
+      if (persistent !== svc.persistent || netmask !== svc.netmask) this.sched.maps.flushPersist(svc.id);
+      if (scheduler !== svc.scheduler) this.sched.maps.flushLblc(svc.id);
       svc.scheduler = scheduler;
       svc.flags = flags;
+      svc.persistent = persistent;
+      svc.netmask = netmask;
       svc.activeSlot = next.activeSlot;
       this.changed();
       return this.view(svc, this.connCounts());
@@ -313,12 +499,15 @@ export class Balancer {
   }
 
   private removeService(svc: Service): void {
-    this.maps.deleteService(this.serviceKey(svc));
+    if (isPrefixVip(svc.address)) this.sched.deletePrefixService(svc);
+    else this.maps.deleteService(this.serviceKey(svc));
+    this.sched.forgetService(svc.id);
     this.maps.clearRing(svc.id * 2);
     this.maps.clearRing(svc.id * 2 + 1);
     // Destination records stay (quarantined) so that packets already in flight find them; ids are reused last.
     for (const rs of svc.servers.values()) this.retireDest(rs);
     this.services.delete(serviceName(svc.protocol, svc.address, svc.port));
+    this.sched.setWild([...this.services.values()]);
     this.freeServiceIds.push(svc.id);
     void this.releaseUnused([...svc.servers.values()]);
   }
@@ -329,23 +518,22 @@ export class Balancer {
     return this.serial(async () => {
       const svc = this.findService(svcName);
       const address = parseAddress(spec.address);
-      if (address.family !== svc.address.family) {
-        throw new XdpvsError(
-          ErrorCode.FamilyMismatch,
-          `real server ${address.text} is ${address.family === 'inet' ? 'IPv4' : 'IPv6'} but service ${serviceName(svc.protocol, svc.address, svc.port)} is ${svc.address.family === 'inet' ? 'IPv4' : 'IPv6'}`,
-        );
-      }
       const method = checkMethod(spec.method ?? DEFAULT_METHOD);
-      const port = spec.port === undefined ? svc.port : parsePort(spec.port);
+      checkFamily(svc, address, method);
+      // A port-0 service's real servers take the packet's port (IPVS): their port is 0 as well.
+      const port = spec.port === undefined || (svc.port === 0 && spec.port === 0) ? svc.port : parsePort(spec.port);
       if (method !== 'nat' && port !== svc.port) {
         throw invalid(`real server port ${port} differs from the service port ${svc.port}: only NAT (-m) can map ports`, { field: 'port' });
       }
       const weight = checkWeight(spec.weight ?? DEFAULT_WEIGHT);
+      const upper = checkThreshold(spec.upperThreshold, 'upperThreshold');
+      const lower = checkThreshold(spec.lowerThreshold, 'lowerThreshold');
       const key = formatEndpoint(address, port);
       if (svc.servers.has(key)) throw new XdpvsError(ErrorCode.Exists, `real server ${key} already exists in service ${serviceName(svc.protocol, svc.address, svc.port)}`);
-      const hop = await this.resolver.resolve(address.text, address.family);
+      const hop = await this.resolver.resolve(address.text, address.family, { allowGateway: ROUTED_METHODS.includes(method) });
+      this.checkPath({ address, hop, method });
       const destId = this.allocDest();
-      const rs: RealServer = { address, port, method, weight, destId, gen: this.nextGen++, hop };
+      const rs: RealServer = { address, port, method, weight, destId, gen: this.nextGen++, hop, upper, lower };
       try {
         this.maps.zeroDestStats(destId);
         this.writeDest(svc, rs);
@@ -368,10 +556,15 @@ export class Balancer {
       const rs = this.findServer(svc, rsName);
       const weight = patch.weight !== undefined ? checkWeight(patch.weight) : rs.weight;
       const method = patch.method !== undefined ? checkMethod(patch.method) : rs.method;
+      const upper = patch.upperThreshold !== undefined ? checkThreshold(patch.upperThreshold, 'upperThreshold') : rs.upper;
+      const lower = patch.lowerThreshold !== undefined ? checkThreshold(patch.lowerThreshold, 'lowerThreshold') : rs.lower;
       if (method !== 'nat' && rs.port !== svc.port) throw invalid(`real server port ${rs.port} differs from the service port ${svc.port}: only NAT (-m) can map ports`);
+      checkFamily(svc, rs.address, method);
+      this.checkPath({ address: rs.address, hop: rs.hop, method });
       // A new method gets a new destination record: established connections finish on their old path.
       const newPath = method !== rs.method;
-      const next: RealServer = newPath ? { ...rs, weight, method, destId: this.allocDest(), gen: this.nextGen++ } : { ...rs, weight, method };
+      const next: RealServer = newPath ? { ...rs, weight, method, upper, lower, destId: this.allocDest(), gen: this.nextGen++ } : { ...rs, weight, method, upper, lower };
+      if (!newPath) this.sched.thresholdsChanged(rs.destId, rs.upper, upper);
       try {
         if (newPath) this.maps.zeroDestStats(next.destId);
         this.writeDest(svc, next);
@@ -399,6 +592,20 @@ export class Balancer {
     });
   }
 
+  /**
+   * The health monitor's verdict on a real server: rebuilds the service's schedule table when that changes who is
+   * scheduled or with what weight (connections already established keep their real server). Not persisted.
+   */
+  setServerHealth(svcName: string, rsName: string, health: ServerHealth | undefined): Promise<void> {
+    return this.serial(() => {
+      const svc = this.findService(svcName);
+      const rs = this.findServer(svc, rsName);
+      const before = effectiveWeight(rs);
+      rs.health = health;
+      if (effectiveWeight(rs) !== before) this.publish(svc, [...svc.servers.values()]);
+    });
+  }
+
   /** Re-reads next hops of every real server and rewrites those that changed (MAC learnt, moved, lost). */
   refreshNeighbours(): Promise<number> {
     return this.serial(async () => {
@@ -409,10 +616,12 @@ export class Balancer {
       for (const { svc, rs } of all) {
         const hop = hops.get(rs.address.text);
         if (!hop || sameHop(hop, rs.hop)) continue;
-        const wasUsable = rs.hop.mac !== undefined;
+        // Only tunnel and NAT may follow their real server behind a gateway; direct routing keeps its last next hop.
+        if (!ROUTED_METHODS.includes(rs.method) && hop.gateway !== undefined) continue;
+        const wasUsable = this.canForward(rs);
         rs.hop = hop;
         this.writeDest(svc, rs);
-        if (wasUsable !== (hop.mac !== undefined)) touched.add(svc);
+        if (wasUsable !== this.canForward(rs)) touched.add(svc);
         this.opts.log?.('info', `real server ${rs.address.text}: next hop now ${macText(hop.mac) ?? 'unresolved'} via ${hop.ifname}`);
       }
       for (const svc of touched) this.publish(svc, [...svc.servers.values()]);
@@ -440,9 +649,12 @@ export class Balancer {
       gen: rs.gen,
       ifindex: rs.hop.ifindex,
       svc_id: svc.id,
-      flags: rs.hop.mac ? DEST_F_MAC_VALID : 0,
+      flags: this.canForward(rs) ? DEST_F_MAC_VALID : 0,
       mac_dst: rs.hop.mac ?? Buffer.alloc(6),
       mac_src: rs.hop.srcMac,
+      // The data plane checks a tunnelled packet against the MTU; other methods do not grow packets.
+      mtu: rs.method === 'tunnel' ? Math.min(rs.hop.mtu ?? 0, 0xffff) : 0,
+      tun_src: rs.method === 'tunnel' ? addressToData(this.tunnelSource(rs) ?? parseAddress(rs.address.family === 'inet' ? '0.0.0.0' : '::')) : Buffer.alloc(16),
     });
   }
 
@@ -451,22 +663,28 @@ export class Balancer {
    * to it in one update, then drops the old table. Sets svc.activeSlot on success.
    */
   private publish(svc: Service, servers: RealServer[]): void {
-    const eligible = servers.filter((rs) => rs.weight > 0 && rs.hop.mac !== undefined);
+    // Weight 0 too: the sh and dh tables hold them (refused at lookup, as IPVS); the other builders leave them out.
+    const eligible = servers.filter((rs) => this.canForward(rs));
+    // What the count-reading schedulers and thresholds read of each server, before the table that names it.
+    for (const rs of servers) this.sched.writeDest(rs.destId, { weight: effectiveWeight(rs), upper: rs.upper, lower: rs.lower });
+    this.sched.writePersistence(svc.id, svc.persistent, svc.netmask, svc.address.family);
     const table = buildSchedule(
       svc.scheduler.name,
-      eligible.map((rs) => ({ key: formatEndpoint(rs.address, rs.port), weight: rs.weight })),
+      eligible.map((rs) => ({ key: formatEndpoint(rs.address, rs.port), weight: effectiveWeight(rs) })),
     );
     const destIds = Uint32Array.from(table, (i) => eligible[i].destId);
     const nextSlot: 0 | 1 = svc.activeSlot === 0 ? 1 : 0;
     const ringSlot = svc.id * 2 + nextSlot;
     if (destIds.length > 0) this.maps.writeRing(ringSlot, destIds);
-    this.maps.putService(this.serviceKey(svc), {
+    const record = {
       id: svc.id,
       sched: svc.scheduler.id,
-      flags: svc.flags.some((f) => f.endsWith('-port')) ? SVC_F_HASH_PORT : 0,
+      flags: serviceFlagBits({ flags: svc.flags, persistent: svc.persistent, thresholds: servers.some((rs) => rs.upper > 0) }),
       ring_slot: ringSlot,
       ring_len: destIds.length,
-    });
+    };
+    if (isPrefixVip(svc.address)) this.sched.putPrefixService(svc, record);
+    else this.maps.putService(this.serviceKey(svc), record);
     this.maps.clearRing(svc.id * 2 + svc.activeSlot);
     if (destIds.length === 0) this.maps.clearRing(ringSlot);
     svc.activeSlot = nextSlot;
@@ -475,11 +693,13 @@ export class Balancer {
   private allocDest(): number {
     const id = this.freeDestIds.shift() ?? this.quarantine.shift();
     if (id === undefined) throw new XdpvsError(ErrorCode.Capacity, `no room for another real server (the data plane holds ${this.maps.maxDests})`);
+    this.sched.resetSlot(id);
     return id;
   }
 
   private retireDest(rs: RealServer): void {
     this.quarantine.push(rs.destId);
+    this.sched.retire(rs.destId);
   }
 
   /** Stops keeping next hops resolved once no real server uses their address. */
@@ -493,6 +713,136 @@ export class Balancer {
         this.opts.log?.('warn', `could not release neighbour ${rs.address.text}: ${(e as Error).message}`);
       }
     }
+  }
+
+  // ---- counters, rates, whole configurations -------------------------------------------------------------
+
+  /** One tick of IPVS's rate estimator (src/lb/rates.ts): the daemon calls it every ESTIMATOR_INTERVAL_MS. */
+  estimateRates(): void {
+    const samples: [string, Counters][] = [];
+    for (const s of this.services.values()) {
+      samples.push([svcRateKey(s), this.maps.serviceStats(s.id)]);
+      for (const rs of s.servers.values()) samples.push([destRateKey(rs), this.maps.destStatsOf(rs.destId)]);
+    }
+    this.rates.sample(samples);
+  }
+
+  /** ipvsadm -Z [-t|-u VIP:PORT]: zeroes the counters (and rates) of one service or all, with their real servers. */
+  zeroCounters(name?: string): Promise<number> {
+    return this.serial(() => {
+      const targets = name === undefined ? [...this.services.values()] : [this.findService(name)];
+      for (const s of targets) {
+        this.maps.zeroServiceStats(s.id);
+        this.rates.zero(svcRateKey(s));
+        for (const rs of s.servers.values()) {
+          this.maps.zeroDestStats(rs.destId);
+          this.rates.zero(destRateKey(rs));
+        }
+      }
+      return targets.length;
+    });
+  }
+
+  /** GET /v1/config: every service and real server as PUT /v1/config takes them, in scheduling order. */
+  getConfig(): ConfigView {
+    return {
+      revision: this.revision,
+      services: [...this.services.values()].map((s) => ({
+        protocol: s.protocol,
+        address: s.address.text,
+        port: s.port,
+        scheduler: s.scheduler.name,
+        flags: [...s.flags],
+        ...(s.persistent > 0 ? { persistent: s.persistent, netmask: netmaskText(s.netmask, s.address.family) } : {}),
+        servers: [...s.servers.values()].map((rs) => ({
+          address: rs.address.text,
+          port: rs.port,
+          method: rs.method,
+          weight: rs.weight,
+          ...(rs.upper > 0 ? { upperThreshold: rs.upper } : {}),
+          ...(rs.lower > 0 ? { lowerThreshold: rs.lower } : {}),
+        })),
+      })),
+    };
+  }
+
+  /**
+   * PUT /v1/config: makes the configuration `services`, all or nothing. The steps (src/lb/config.ts) run first on a
+   * rehearsal copy of this balancer over in-memory maps, so any error (with details.at naming the entry) leaves
+   * everything as it was; then here. With `revision`, refuses (XDPVS_ERR_CONFLICT) when the configuration changed
+   * since the caller read that revision.
+   */
+  replaceConfig(services: ConfigService[], revision?: number): Promise<{ revision: number; changes: ConfigChanges }> {
+    return this.serial(async () => {
+      if (revision !== undefined && revision !== this.revision) {
+        throw new XdpvsError(ErrorCode.Conflict, `the configuration changed since revision ${revision} (it is at ${this.revision} now); read it again`, { revision: this.revision });
+      }
+      const steps = planConfig(this.getConfig().services, services);
+      if (steps.length === 0) return { revision: this.revision, changes: summarise(steps) };
+
+      // Next hops: real servers that stay keep theirs; new ones are resolved (and released again on failure).
+      const hops = new Map<string, NextHop>();
+      for (const s of this.services.values()) for (const rs of s.servers.values()) hops.set(rs.address.text, rs.hop);
+      const resolvedHere: { address: string; family: IpAddress['family'] }[] = [];
+      const resolver: NeighbourResolver = {
+        resolve: async (address, family, opts) => {
+          const known = hops.get(address);
+          if (known) return known;
+          const hop = await this.resolver.resolve(address, family, opts);
+          hops.set(address, hop);
+          resolvedHere.push({ address, family });
+          return hop;
+        },
+        lookupAll: async () => new Map(),
+        release: async () => undefined,
+      };
+      // The same options (validation depends on some, e.g. tunnelSources), minus the side effects.
+      const rehearsal = new Balancer(rehearsalMaps(this.maps), resolver, { ...this.opts, nowNs: this.nowNs, onChange: undefined, log: undefined });
+      try {
+        await rehearsal.restore(this.exportState());
+        await runSteps(rehearsal, steps);
+      } catch (e) {
+        for (const t of resolvedHere) await this.resolver.release(t.address, t.family).catch(() => undefined);
+        throw e;
+      }
+
+      this.batching = true;
+      try {
+        await runSteps(this.withinTurn(), steps);
+      } catch (e) {
+        // The rehearsal passed, so this is the kernel refusing a write: say that the steps before it are in place.
+        if (e instanceof XdpvsError) throw new XdpvsError(e.code, `${e.message} (the steps before this one were applied)`, { ...e.details, partial: true });
+        throw e;
+      } finally {
+        this.batching = false;
+        this.opts.onChange?.(this.exportState());
+      }
+      return { revision: this.revision, changes: summarise(steps) };
+    });
+  }
+
+  /**
+   * The public operations for use inside a mutation that holds the queue (replaceConfig): each call goes straight
+   * to its work instead of queueing behind the mutation that made it. Every operation calls serial() synchronously
+   * first thing, so the flag is taken by that very call before any other code can run.
+   */
+  private withinTurn(): ConfigTarget {
+    const direct = <T>(call: () => Promise<T>): Promise<T> => {
+      this.bypassQueue = true;
+      const result = call();
+      const taken = !this.bypassQueue;
+      this.bypassQueue = false;
+      if (!taken) throw new XdpvsError(ErrorCode.Internal, 'a balancer operation did not go through serial()');
+      return result;
+    };
+    return {
+      addService: (spec) => direct(() => this.addService(spec)),
+      editService: (name, patch) => direct(() => this.editService(name, patch)),
+      deleteService: (name) => direct(() => this.deleteService(name)),
+      addServer: (svc, spec) => direct(() => this.addServer(svc, spec)),
+      editServer: (svc, rs, patch) => direct(() => this.editServer(svc, rs, patch)),
+      deleteServer: (svc, rs) => direct(() => this.deleteServer(svc, rs)),
+    };
   }
 
   // ---- persistence ---------------------------------------------------------------------------------------
@@ -509,6 +859,7 @@ export class Balancer {
         scheduler: s.scheduler.name,
         flags: [...s.flags],
         id: s.id,
+        ...(s.persistent > 0 ? { persistent: s.persistent, netmask: s.netmask } : {}),
         servers: [...s.servers.values()].map((rs) => ({
           address: rs.address.text,
           port: rs.port,
@@ -516,8 +867,10 @@ export class Balancer {
           weight: rs.weight,
           destId: rs.destId,
           gen: rs.gen,
+          ...(rs.upper || rs.lower ? { upper: rs.upper, lower: rs.lower } : {}),
         })),
       })),
+      timeouts: this.getTimeouts(),
     };
   }
 
@@ -541,25 +894,28 @@ export class Balancer {
       const wanted = new Set<string>();
       for (const s of state.services) {
         const protocol = checkProtocol(s.protocol);
-        const address = parseAddress(s.address);
+        const address = parseVip(s.address);
         const scheduler = parseScheduler(s.scheduler);
-        const svc: Service = { protocol, address, port: parsePort(s.port), scheduler, flags: checkFlags(scheduler, s.flags), id: s.id, activeSlot: 0, servers: new Map() };
-        const current = this.maps.getService(this.serviceKey(svc));
+        const persistent = checkPersistent(s.persistent);
+        const netmask = parseNetmask(s.netmask, address.family);
+        const svc: Service = { protocol, address, port: checkServicePort(s.port, persistent), scheduler, flags: checkFlags(scheduler, s.flags), id: s.id, activeSlot: 0, servers: new Map(), persistent, netmask };
+        const current = isPrefixVip(address) ? this.sched.getPrefixService(svc) : this.maps.getService(this.serviceKey(svc));
         if (current && current.id === svc.id) svc.activeSlot = (current.ring_slot - svc.id * 2 === 1 ? 1 : 0);
         else {
           this.maps.resetSchedState(svc.id);
           this.maps.zeroServiceStats(svc.id);
         }
         for (const r of s.servers) {
-          const rsAddr = parseAddress(r.address, address.family);
+          // Only a tunnel may cross families (an IPv4 VIP's packets inside IPv6, or the other way round).
+          const rsAddr = parseAddress(r.address, r.method === 'tunnel' ? undefined : address.family);
           let hop: NextHop;
           try {
-            hop = await this.resolver.resolve(rsAddr.text, rsAddr.family);
+            hop = await this.resolver.resolve(rsAddr.text, rsAddr.family, { allowGateway: ROUTED_METHODS.includes(r.method) });
           } catch (e) {
             this.opts.log?.('warn', `restoring ${rsAddr.text}: ${(e as Error).message}`);
             hop = { ifindex: 0, ifname: '?', srcMac: Buffer.alloc(6) };
           }
-          const rs: RealServer = { address: rsAddr, port: r.port, method: checkMethod(r.method), weight: checkWeight(r.weight), destId: r.destId, gen: r.gen, hop };
+          const rs: RealServer = { address: rsAddr, port: r.port, method: checkMethod(r.method), weight: checkWeight(r.weight), destId: r.destId, gen: r.gen, hop, upper: checkThreshold(r.upper, 'upperThreshold'), lower: checkThreshold(r.lower, 'lowerThreshold') };
           this.writeDest(svc, rs);
           svc.servers.set(formatEndpoint(rsAddr, r.port), rs);
         }
@@ -573,11 +929,36 @@ export class Balancer {
         const name = serviceName(key.proto === IPPROTO_TCP ? 'tcp' : 'udp', addr, key.port);
         if (!wanted.has(name)) this.maps.deleteService(key);
       }
+      for (const key of this.sched.maps.prefixServiceKeys()) {
+        const addr = addressFromData(key.addr, key.family);
+        const vip = parseVip(`${addr.text}/${key.prefixlen - 32}`);
+        if (!wanted.has(serviceName(key.proto === IPPROTO_TCP ? 'tcp' : 'udp', vip, key.port))) this.sched.maps.deletePrefixService(key);
+      }
+      this.sched.setWild([...this.services.values()]);
+      if (state.timeouts) {
+        const cur = this.maps.getConfig();
+        this.maps.setConfig({ ...cur, tcp_timeout: state.timeouts.tcp, tcpfin_timeout: state.timeouts.tcpfin, udp_timeout: state.timeouts.udp });
+      }
       this.changed();
     });
   }
 }
 
+/** Rate estimator keys: a reused service id or destination slot starts a new estimate. */
+function svcRateKey(s: Service): string {
+  return `svc ${s.id} ${serviceName(s.protocol, s.address, s.port)}`;
+}
+function destRateKey(rs: RealServer): string {
+  return `dest ${rs.destId} ${rs.gen}`;
+}
+
 function sameHop(a: NextHop, b: NextHop): boolean {
-  return a.ifindex === b.ifindex && a.srcMac.equals(b.srcMac) && (a.mac === undefined ? b.mac === undefined : b.mac !== undefined && a.mac.equals(b.mac));
+  return (
+    a.ifindex === b.ifindex &&
+    a.srcMac.equals(b.srcMac) &&
+    (a.mac === undefined ? b.mac === undefined : b.mac !== undefined && a.mac.equals(b.mac)) &&
+    a.gateway === b.gateway &&
+    a.mtu === b.mtu &&
+    a.srcAddress === b.srcAddress
+  );
 }

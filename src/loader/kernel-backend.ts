@@ -20,6 +20,7 @@ import {
   mapGetFdById,
   mapGetNextKey,
   mapInfo,
+  mapLookupBatch,
   mapLookupElem,
   mapUpdateBatch,
   mapUpdateElem,
@@ -189,6 +190,48 @@ export class KernelMap implements InnerMap {
       prev = next;
     }
     return out;
+  }
+
+  /**
+   * Every entry of a hash map (a snapshot; the data plane keeps writing), read with BPF_MAP_LOOKUP_BATCH: a few
+   * syscalls for the whole connection table instead of two per entry. Falls back to keys() and lookup() where the
+   * kernel has no batch read for the map (arrays, map-in-maps, per-CPU values are read that way anyway).
+   */
+  entries(): [Buffer, Buffer][] {
+    const slow = (): [Buffer, Buffer][] => {
+      const out: [Buffer, Buffer][] = [];
+      for (const k of this.keys()) {
+        const v = this.lookup(k);
+        if (v) out.push([k, v]);
+      }
+      return out;
+    };
+    if (isArrayType(this.type) || isMapInMapType(this.type) || this.perCpu) return slow();
+    const fd = this.#live();
+    const chunk = 4096;
+    const keys = Buffer.alloc(chunk * this.keySize);
+    const values = Buffer.alloc(chunk * this.#valueBytes);
+    // The resume token: a bucket index for hash maps; libbpf wants room for a key.
+    const outBatch = Buffer.alloc(Math.max(this.keySize, 8));
+    let inBatch: Buffer | null = null;
+    const out: [Buffer, Buffer][] = [];
+    for (;;) {
+      const r = mapLookupBatch(fd, inBatch, outBatch, keys, values, chunk);
+      if (r.ret < 0 && r.ret !== -errno.ENOENT) {
+        const e = -r.ret;
+        // No batch read (EINVAL, ENOTSUPP) or a bucket larger than the chunk (ENOSPC): one by one.
+        if (e === errno.EINVAL || e === errno.ENOTSUPP || e === errno.EOPNOTSUPP || e === errno.ENOSPC) return slow();
+        throw this.#fail('bpf_map_lookup_batch', r.ret, 'batch read failed');
+      }
+      for (let i = 0; i < r.count; i++) {
+        out.push([
+          Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
+          Buffer.from(values.subarray(i * this.#valueBytes, (i + 1) * this.#valueBytes)),
+        ]);
+      }
+      if (r.ret === -errno.ENOENT) return out;
+      inBatch = Buffer.from(outBatch);
+    }
   }
 
   updateBatch(keys: Buffer[], values: Buffer[]): void {

@@ -359,6 +359,15 @@ const c = {
   bpf_map_lookup_elem: lib.func('bpf_map_lookup_elem', 'int', ['int', 'void *', 'void *']),
   bpf_map_delete_elem: lib.func('bpf_map_delete_elem', 'int', ['int', 'void *']),
   bpf_map_get_next_key: lib.func('bpf_map_get_next_key', 'int', ['int', 'void *', 'void *']),
+  bpf_map_lookup_batch: lib.func('bpf_map_lookup_batch', 'int', [
+    'int',
+    'void *',
+    'void *',
+    'void *',
+    'void *',
+    koffi.inout(koffi.pointer('uint32_t')),
+    koffi.pointer(BpfMapBatchOpts),
+  ]),
   bpf_map_update_batch: lib.func('bpf_map_update_batch', 'int', [
     'int',
     'void *',
@@ -400,6 +409,7 @@ const c = {
   close: libc.func('close', 'int', ['int']),
   if_nametoindex: libc.func('if_nametoindex', 'uint', ['str']),
   if_indextoname: libc.func('if_indextoname', 'void *', ['uint', 'void *']),
+  setns: libc.func('setns', 'int', ['int', 'int']),
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -520,6 +530,28 @@ export function mapDeleteElem(fd: number, key: Buffer): number {
 /** key null asks for the first key. */
 export function mapGetNextKey(fd: number, key: Buffer | null, next: Buffer): number {
   return c.bpf_map_get_next_key(fd, key, next) as number;
+}
+
+/**
+ * bpf_map_lookup_batch: up to `count` entries into keys/values from where `inBatch` left off (null: the start);
+ * `outBatch` receives where to go on from. `count` out is how many were written; ret -ENOENT means the walk is over
+ * (entries may still have come with it).
+ */
+export function mapLookupBatch(
+  fd: number,
+  inBatch: Buffer | null,
+  outBatch: Buffer,
+  keys: Buffer,
+  values: Buffer,
+  count: number,
+): { ret: number; count: number } {
+  const inout = [count];
+  const ret = c.bpf_map_lookup_batch(fd, inBatch, outBatch, keys, values, inout, {
+    sz: koffi.sizeof(BpfMapBatchOpts),
+    elem_flags: 0,
+    flags: 0,
+  }) as number;
+  return { ret, count: inout[0] ?? 0 };
 }
 
 /**
@@ -743,4 +775,17 @@ export function ifIndexToName(ifindex: number): string | undefined {
   if (p === null) return undefined;
   const end = buf.indexOf(0);
   return buf.toString('utf8', 0, end < 0 ? buf.length : end);
+}
+
+/** CLONE_NEWNET (linux/sched.h). */
+const CLONE_NEWNET = 0x40000000;
+
+/**
+ * setns(2) into the network namespace open at fd, for the calling thread only (Node's main thread, where every
+ * libbpf call of this module runs): 0, or -errno. BPF_PROG_TEST_RUN and bpf_fib_lookup() then see that namespace's
+ * interfaces, routes and neighbours (test/datapath uses it for the NAT reply path).
+ */
+export function setNetns(fd: number): number {
+  const r = c.setns(fd, CLONE_NEWNET) as number;
+  return r < 0 ? -(koffi.errno() || errno.EINVAL) : 0;
 }

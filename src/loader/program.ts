@@ -468,6 +468,20 @@ function ifDesc(ifindex: number): string {
   return name === undefined ? `interface #${ifindex}` : `interface ${name} (#${ifindex})`;
 }
 
+/** The name (C function) of the XDP program attached to ifindex, if any; undefined also when it cannot be read. */
+export function attachedXdpProgramName(ifindex: number): string | undefined {
+  const cur = queryXdp(ifindex);
+  if (!cur) return undefined;
+  const fd = progGetFdById(cur.progId);
+  if (fd < 0) return undefined;
+  try {
+    const info = progInfo(fd);
+    return typeof info === 'number' ? undefined : info.name;
+  } finally {
+    closeFd(fd);
+  }
+}
+
 /** What is attached to ifindex: { progId, mode }, or undefined. Throws XDPVS_ERR_BPF (ENODEV for no interface). */
 export function queryXdp(ifindex: number): { progId: number; mode: XdpAttachedMode } | undefined {
   const q = queryRaw(ifindex);

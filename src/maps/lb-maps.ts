@@ -2,11 +2,13 @@
 
 import { UpdateFlag, perCpuStride, type BpfMap, type InnerMap, type MapBackend } from './backend.js';
 import { REASONS, type Reason } from './reasons.js';
+import { SCHED_MAPS } from './sched-maps.js';
 import {
   Config,
   Conn,
   Dest,
   FlowKey,
+  NatRev,
   SchedState,
   Service,
   ServiceKey,
@@ -15,12 +17,13 @@ import {
   type ConnV,
   type DestV,
   type FlowKeyV,
+  type NatRevV,
   type ServiceKeyV,
   type ServiceV,
   type StatsV,
 } from './structs.js';
 
-export type MapKind = 'hash' | 'array' | 'lru_hash' | 'percpu_array' | 'array_of_maps';
+export type MapKind = 'hash' | 'array' | 'lru_hash' | 'percpu_array' | 'array_of_maps' | 'lpm_trie';
 
 export interface MapSpec {
   name: string;
@@ -34,12 +37,14 @@ export const LB_MAPS = {
   services: { name: 'services', kind: 'hash', keySize: ServiceKey.size, valueSize: Service.size },
   dests: { name: 'dests', kind: 'array', keySize: 4, valueSize: Dest.size },
   conns: { name: 'conns', kind: 'lru_hash', keySize: FlowKey.size, valueSize: Conn.size },
+  nat_reverse: { name: 'nat_reverse', kind: 'lru_hash', keySize: FlowKey.size, valueSize: NatRev.size },
   rings: { name: 'rings', kind: 'array_of_maps', keySize: 4, valueSize: 4 },
   sched_state: { name: 'sched_state', kind: 'array', keySize: 4, valueSize: SchedState.size },
   svc_stats: { name: 'svc_stats', kind: 'percpu_array', keySize: 4, valueSize: Stats.size },
   dest_stats: { name: 'dest_stats', kind: 'percpu_array', keySize: 4, valueSize: Stats.size },
   reasons: { name: 'reasons', kind: 'percpu_array', keySize: 4, valueSize: 8 },
   config: { name: 'config', kind: 'array', keySize: 4, valueSize: Config.size },
+  ...SCHED_MAPS,
 } as const satisfies Record<string, MapSpec>;
 
 function u32Key(i: number): Buffer {
@@ -68,10 +73,16 @@ export interface ConnEntry {
   value: ConnV;
 }
 
+export interface NatReverseEntry {
+  key: FlowKeyV;
+  value: NatRevV;
+}
+
 export class LbMaps {
   readonly services: BpfMap;
   readonly dests: BpfMap;
   readonly conns: BpfMap;
+  readonly natReverse: BpfMap;
   readonly schedState: BpfMap;
   readonly svcStats: BpfMap;
   readonly destStats: BpfMap;
@@ -82,6 +93,7 @@ export class LbMaps {
     this.services = backend.map(LB_MAPS.services.name);
     this.dests = backend.map(LB_MAPS.dests.name);
     this.conns = backend.map(LB_MAPS.conns.name);
+    this.natReverse = backend.map(LB_MAPS.nat_reverse.name);
     this.schedState = backend.map(LB_MAPS.sched_state.name);
     this.svcStats = backend.map(LB_MAPS.svc_stats.name);
     this.destStats = backend.map(LB_MAPS.dest_stats.name);
@@ -199,6 +211,16 @@ export class LbMaps {
     for (const k of this.conns.keys()) {
       const v = this.conns.lookup(k);
       if (v) out.push({ key: FlowKey.decode(k), value: Conn.decode(v) });
+    }
+    return out;
+  }
+
+  /** Every NAT reverse entry: a reply's flow as it arrives -> the VIP:port it becomes (a snapshot). */
+  natReverseEntries(): NatReverseEntry[] {
+    const out: NatReverseEntry[] = [];
+    for (const k of this.natReverse.keys()) {
+      const v = this.natReverse.lookup(k);
+      if (v) out.push({ key: FlowKey.decode(k), value: NatRev.decode(v) });
     }
     return out;
   }

@@ -2,6 +2,7 @@
 // against the compiled object's BTF, and the kernel backend checks map key/value sizes when it opens a map.
 
 import { be16, ip16, mac, pad, struct, u16, u32, u64, u8 } from './codec.js';
+import { SCHED_STRUCTS } from './sched-structs.js';
 
 export const ServiceKey = struct('vs_service_key', {
   addr: ip16,
@@ -30,7 +31,8 @@ export const Dest = struct('vs_dest', {
   flags: u16,
   mac_dst: mac,
   mac_src: mac,
-  pad0: pad(2),
+  mtu: u16,
+  tun_src: ip16,
 });
 
 export const FlowKey = struct('vs_flow_key', {
@@ -51,6 +53,14 @@ export const Conn = struct('vs_conn', {
   pad0: pad(3),
   last_ns: u64,
   expires_ns: u64,
+});
+
+export const NatRev = struct('vs_nat_rev', {
+  vaddr: ip16,
+  vport: be16,
+  pad0: pad(2),
+  dest_id: u32,
+  dest_gen: u32,
 });
 
 export const Stats = struct('vs_stats', {
@@ -79,11 +89,12 @@ export type ServiceV = ReturnType<typeof Service.decode>;
 export type DestV = ReturnType<typeof Dest.decode>;
 export type FlowKeyV = ReturnType<typeof FlowKey.decode>;
 export type ConnV = ReturnType<typeof Conn.decode>;
+export type NatRevV = ReturnType<typeof NatRev.decode>;
 export type StatsV = ReturnType<typeof Stats.decode>;
 export type ConfigV = ReturnType<typeof Config.decode>;
 
 /** Every shared struct, for the BTF check. */
-export const ALL_STRUCTS = [ServiceKey, Service, Dest, FlowKey, Conn, Stats, SchedState, Config] as const;
+export const ALL_STRUCTS = [ServiceKey, Service, Dest, FlowKey, Conn, NatRev, Stats, SchedState, Config, ...SCHED_STRUCTS] as const;
 
 /** enum xdpvs_conn_state, by value. */
 export const CONN_STATES = ['NONE', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE', 'UDP'] as const;
@@ -97,7 +108,26 @@ export type FwdMethod = (typeof FWD_METHODS)[number];
 export const DEST_F_MAC_VALID = 1 << 0;
 /** Service flags (XDPVS_SVC_F_*). */
 export const SVC_F_HASH_PORT = 1 << 0;
+/** XDPVS_SVC_F_FALLBACK: sh-fallback / mh-fallback. */
+export const SVC_F_FALLBACK = 1 << 1;
+/** XDPVS_SVC_F_PERSIST: -p (svc_persist holds timeout and netmask). */
+export const SVC_F_PERSIST = 1 << 2;
+/** XDPVS_SVC_F_THRESHOLDS: some real server has -x. */
+export const SVC_F_THRESHOLDS = 1 << 3;
 
 export { AF_INET, AF_INET6 } from '../lb/address.js';
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
+
+// ---- The real server's decap program (bpf/xdpvs_decap.bpf.c) ----
+
+/** Key of `decap_vips` and `decap_local`: an address (IPv4 in the first 4 bytes) and its family. */
+export const DecapKey = struct('vs_decap_key', {
+  addr: ip16,
+  family: u8,
+  pad0: pad(3),
+});
+export type DecapKeyV = ReturnType<typeof DecapKey.decode>;
+
+/** The decap object's shared structs, for the BTF check (held against build/bpf/xdpvs_decap.bpf.o). */
+export const DECAP_STRUCTS = [DecapKey] as const;

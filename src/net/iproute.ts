@@ -28,6 +28,7 @@ export interface LinkInfo {
   address?: string;
   operstate?: string;
   link_type?: string;
+  mtu?: number;
 }
 
 export async function getLink(name: string): Promise<LinkInfo> {
@@ -46,6 +47,8 @@ export interface RouteInfo {
   gateway?: string;
   type?: string;
   prefsrc?: string;
+  /** Route metrics (`ip route add ... mtu 1400` shows as [{ mtu: 1400 }]). */
+  metrics?: Array<{ mtu?: number }>;
 }
 
 export interface NeighInfo {

@@ -1,11 +1,12 @@
-// Next hops of real servers from the kernel: the route says which interface, the neighbour table the MAC.
+// Next hops of real servers from the kernel: the route says which interface (and gateway, for tunnelling), the
+// neighbour table the MAC.
 // Missing entries are created "managed" (the kernel resolves them and keeps them fresh, Linux 5.16+), so the
 // daemon never sends probes of its own and sees a real server's new MAC on its next look at the table.
 
 import { ErrorCode, XdpvsError } from '../errors.js';
 import type { Family } from '../lb/address.js';
-import type { NeighbourResolver, NextHop } from '../lb/neighbour.js';
-import { getLink, ip, ipJson, listLinks, macFromText, type NeighInfo, type RouteInfo } from './iproute.js';
+import type { NeighbourResolver, NextHop, ResolveOptions } from '../lb/neighbour.js';
+import { getLink, ip, ipJson, listLinks, macFromText, type LinkInfo, type NeighInfo, type RouteInfo } from './iproute.js';
 
 /** Neighbour states whose lladdr can be trusted for forwarding. */
 const USABLE = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANENT', 'NOARP']);
@@ -20,13 +21,21 @@ export interface IprouteResolverOptions {
   resolveWaitMs?: number;
 }
 
+/** The MTU packets towards a real server may have: the route's own (`mtu` metric), else the interface's. */
+function pathMtu(r: RouteInfo, link: LinkInfo): number | undefined {
+  return r.metrics?.find((m) => typeof m.mtu === 'number')?.mtu ?? link.mtu;
+}
+
 export class IprouteNeighbourResolver implements NeighbourResolver {
-  /** Neighbour entries this daemon created, by address: the only ones it removes. */
-  private readonly managed = new Map<string, string>();
+  /**
+   * Neighbour entries this daemon created (the only ones it removes), by neighbour address: the device, and the real
+   * servers that use the entry (a gateway serves many).
+   */
+  private readonly managed = new Map<string, { dev: string; users: Set<string> }>();
 
   constructor(private readonly opts: IprouteResolverOptions = {}) {}
 
-  private async route(address: string, family: Family): Promise<RouteInfo> {
+  private async route(address: string, family: Family, allowGateway: boolean): Promise<RouteInfo> {
     let routes: RouteInfo[];
     try {
       routes = await ipJson<RouteInfo[]>([family === 'inet' ? '-4' : '-6', 'route', 'get', address]);
@@ -36,7 +45,7 @@ export class IprouteNeighbourResolver implements NeighbourResolver {
     const r = routes[0];
     if (!r) throw new XdpvsError(ErrorCode.Invalid, `no route to real server ${address}`);
     if (r.type === 'local' || r.dev === 'lo') throw new XdpvsError(ErrorCode.Invalid, `real server ${address} is an address of this director`);
-    if (r.gateway) {
+    if (r.gateway && !allowGateway) {
       throw new XdpvsError(
         ErrorCode.Invalid,
         `real server ${address} is reached through gateway ${r.gateway} on ${r.dev}; direct routing needs it on a directly connected network`,
@@ -50,21 +59,32 @@ export class IprouteNeighbourResolver implements NeighbourResolver {
     return list.find((n) => n.dst === address) ?? list[0];
   }
 
-  async resolve(address: string, family: Family): Promise<NextHop> {
-    const r = await this.route(address, family);
+  /** Asks the kernel to resolve `neighbour` on dev and keep it fresh, on behalf of real server `user`. */
+  private async manage(neighbour: string, dev: string, user: string): Promise<void> {
+    await ip(['neigh', 'replace', neighbour, 'dev', dev, 'managed', 'extern_learn']);
+    const m = this.managed.get(neighbour);
+    if (m && m.dev === dev) m.users.add(user);
+    else this.managed.set(neighbour, { dev, users: new Set([user]) });
+  }
+
+  async resolve(address: string, family: Family, opts: ResolveOptions = {}): Promise<NextHop> {
+    const r = await this.route(address, family, opts.allowGateway ?? false);
     const link = await getLink(r.dev);
     if (!link.address) throw new XdpvsError(ErrorCode.Invalid, `interface ${r.dev} towards ${address} has no MAC address`);
-    let n = await this.neigh(address, r.dev, family);
+    // Through a gateway the frame goes to the gateway's MAC; the real server's address only enters the IP header.
+    const target = r.gateway ?? address;
+    let n = await this.neigh(target, r.dev, family);
     if (!usableMac(n)) {
-      await ip(['neigh', 'replace', address, 'dev', r.dev, 'managed', 'extern_learn']);
-      this.managed.set(address, r.dev);
+      await this.manage(target, r.dev, address);
       const deadline = Date.now() + (this.opts.resolveWaitMs ?? 3000);
       while (!usableMac(n) && Date.now() < deadline) {
         await new Promise((res) => setTimeout(res, 50));
-        n = await this.neigh(address, r.dev, family);
+        n = await this.neigh(target, r.dev, family);
       }
+    } else {
+      this.managed.get(target)?.users.add(address);
     }
-    return { ifindex: link.ifindex, ifname: link.ifname, srcMac: macFromText(link.address), mac: usableMac(n) };
+    return hopOf(r, link, usableMac(n));
   }
 
   async lookupAll(targets: { address: string; family: Family }[]): Promise<Map<string, NextHop>> {
@@ -79,28 +99,41 @@ export class IprouteNeighbourResolver implements NeighbourResolver {
     for (const t of targets) {
       let r: RouteInfo;
       try {
-        r = await this.route(t.address, t.family);
+        r = await this.route(t.address, t.family, true);
       } catch {
         continue;
       }
       const link = byName.get(r.dev);
       if (!link?.address) continue;
-      const n = neighs.find((x) => x.dst === t.address && x.dev === r.dev);
+      const target = r.gateway ?? t.address;
+      const n = neighs.find((x) => x.dst === target && x.dev === r.dev);
       const mac = usableMac(n);
       if (!mac && (!n || (n.state ?? []).includes('FAILED'))) {
         // Gone from the table (garbage-collected) or failed: ask the kernel to resolve it again.
-        await ip(['neigh', 'replace', t.address, 'dev', r.dev, 'managed', 'extern_learn']).catch(() => undefined);
-        this.managed.set(t.address, r.dev);
+        await this.manage(target, r.dev, t.address).catch(() => undefined);
       }
-      out.set(t.address, { ifindex: link.ifindex, ifname: link.ifname, srcMac: macFromText(link.address), mac });
+      out.set(t.address, hopOf(r, link, mac));
     }
     return out;
   }
 
   async release(address: string): Promise<void> {
-    const dev = this.managed.get(address);
-    if (!dev) return;
-    this.managed.delete(address);
-    await ip(['neigh', 'del', address, 'dev', dev]);
+    for (const [neighbour, m] of [...this.managed]) {
+      if (!m.users.delete(address) || m.users.size > 0) continue;
+      this.managed.delete(neighbour);
+      await ip(['neigh', 'del', neighbour, 'dev', m.dev]);
+    }
   }
+}
+
+function hopOf(r: RouteInfo, link: LinkInfo, mac: Buffer | undefined): NextHop {
+  return {
+    ifindex: link.ifindex,
+    ifname: link.ifname,
+    srcMac: macFromText(link.address!),
+    mac,
+    ...(r.gateway ? { gateway: r.gateway } : {}),
+    ...(pathMtu(r, link) !== undefined ? { mtu: pathMtu(r, link) } : {}),
+    ...(r.prefsrc ? { srcAddress: r.prefsrc } : {}),
+  };
 }

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { hostWords, jhash2 } from '../../src/lb/jhash.js';
 import { wrrSequence } from '../../src/lb/wrr.js';
 import { Conn, ConnState, FlowKey, SVC_F_HASH_PORT, type ConnV } from '../../src/maps/structs.js';
-import { Director, FWD, SCHED, expectRun, isRoot, mustRun, type RealServer, type ServiceSetup, type Verdict } from './harness.js';
+import { Director, FWD, SCHED, expectRun, isRoot, mustRun, type RealServer, type ServiceSetup, type Verdict } from '../../src/testing/harness.js';
 import type { Reason } from '../../src/maps/reasons.js';
 import {
   ETH_P_IP,
@@ -26,7 +26,7 @@ import {
   tcp,
   udp,
   type FlowPacketOpts,
-} from './packets.js';
+} from '../../src/testing/packets.js';
 
 if (!isRoot) {
   console.warn(
@@ -72,8 +72,8 @@ const WORLD: ServiceSetup[] = [
   { id: 5, vip: VIP4, port: 8081, proto: 'tcp', servers: [server(6, '198.18.2.6', MAC_B, { macValid: false })] },
   // Every real server removed or at weight 0: empty schedule table.
   { id: 6, vip: VIP4, port: 8082, proto: 'tcp', servers: [], ring: [] },
-  // Tunnel is not implemented yet: dropped rather than sent half-done (update when TUN lands).
-  { id: 7, vip: VIP4, port: 8083, proto: 'tcp', servers: [server(8, '198.18.2.8', MAC_B, { method: FWD.tun })] },
+  // A method value the program does not know (user space and data plane out of step): dropped, never half-done.
+  { id: 7, vip: VIP4, port: 8083, proto: 'tcp', servers: [server(8, '198.18.2.8', MAC_B, { method: 3 })] },
   // Schedule table pointing at a slot that holds no destination.
   { id: 8, vip: VIP4, port: 8084, proto: 'tcp', servers: [], ring: [40] },
 ];
@@ -231,7 +231,7 @@ const FIXTURES: Fixture[] = [
 
   untouched('real server without a resolved MAC', fromClient({ ...tcp4, dport: 8081 }), 'drop_dest_no_mac', 'DROP'),
   untouched('service without real servers', fromClient({ ...tcp4, dport: 8082 }), 'drop_no_dest', 'DROP'),
-  untouched('tunnel method (not implemented yet)', fromClient({ ...tcp4, dport: 8083 }), 'drop_bad_dest', 'DROP'),
+  untouched('a forwarding method the program does not know', fromClient({ ...tcp4, dport: 8083 }), 'drop_bad_dest', 'DROP'),
   untouched('schedule table pointing at an empty destination slot', fromClient({ ...tcp4, dport: 8084 }), 'drop_bad_dest', 'DROP'),
 ];
 

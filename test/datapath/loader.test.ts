@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isXdpvsError, type XdpvsError } from '../../src/errors.js';
 import { UpdateFlag, perCpuStride } from '../../src/maps/backend.js';
 import { LB_MAPS, LbMaps } from '../../src/maps/lb-maps.js';
+import { Dest } from '../../src/maps/structs.js';
 import { KernelMap, KernelMapBackend, checkMapShape } from '../../src/loader/kernel-backend.js';
 import {
   attachXdp,
@@ -138,11 +139,11 @@ describe.skipIf(!isRoot)('libbpf loader (root)', () => {
     expect(fs.readdirSync(o.pinDir).filter((n) => n.includes('.'))).toEqual([]);
     expect(o.backend.possibleCpus).toBeGreaterThan(0);
 
-    const err = caught(() => checkMapShape(o.backend.map('dests'), 4, 47));
+    const err = caught(() => checkMapShape(o.backend.map('dests'), 4, Dest.size - 1));
     expect(err.code).toBe('XDPVS_ERR_MAP');
     expect(err.message).toContain('"dests"');
-    expect(err.message).toContain('value size 48');
-    expect(err.message).toContain('value size 47');
+    expect(err.message).toContain(`value size ${Dest.size}`);
+    expect(err.message).toContain(`value size ${Dest.size - 1}`);
     expect(caught(() => o.backend.map('nope')).code).toBe('XDPVS_ERR_MAP');
   });
 
@@ -191,13 +192,13 @@ describe.skipIf(!isRoot)('libbpf loader (root)', () => {
     expect(services.keys()).toHaveLength(100);
 
     const dests = o.backend.map('dests');
-    const d = Buffer.alloc(48, 0x5a);
+    const d = Buffer.alloc(Dest.size, 0x5a);
     dests.update(u32(7), d);
     expect(dests.lookup(u32(7))).toEqual(d);
-    expect(dests.lookup(u32(8))).toEqual(Buffer.alloc(48));
+    expect(dests.lookup(u32(8))).toEqual(Buffer.alloc(Dest.size));
     expect(dests.lookup(u32(dests.maxEntries))).toBeUndefined();
-    dests.updateBatch([u32(1), u32(2), u32(3)], [Buffer.alloc(48, 1), Buffer.alloc(48, 2), Buffer.alloc(48, 3)]);
-    expect(dests.lookup(u32(3))).toEqual(Buffer.alloc(48, 3));
+    dests.updateBatch([u32(1), u32(2), u32(3)], [Buffer.alloc(Dest.size, 1), Buffer.alloc(Dest.size, 2), Buffer.alloc(Dest.size, 3)]);
+    expect(dests.lookup(u32(3))).toEqual(Buffer.alloc(Dest.size, 3));
     expect(dests.keys()).toHaveLength(dests.maxEntries);
     // Array elements cannot be deleted: the kernel says EINVAL.
     expect(caught(() => dests.delete(u32(7))).details).toMatchObject({ errnoName: 'EINVAL', op: 'bpf_map_delete_elem' });

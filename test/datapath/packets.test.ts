@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 
-import { ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAGS, ethernet, flowPacket, inetChecksum, ipv4, ipv6, tcp, udp } from './packets.js';
+import { ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAGS, ethernet, flowPacket, inetChecksum, ipv4, ipv6, tcp, udp } from '../../src/testing/packets.js';
 
 describe('packet builder', () => {
   it('builds the IPv4 header of the Wikipedia checksum example byte for byte (checksum 0xb861)', () => {

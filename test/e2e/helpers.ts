@@ -70,6 +70,9 @@ export async function startLabEnv(opts: DrLabOptions & { daemon?: boolean } = {}
   return { lab: env.lab, realServers: env.realServers, director: env.director, teardown };
 }
 
+/** What the helpers below use of a lab: the DR lab (topology.ts) and the NAT lab (nat-topology.ts) both have it. */
+export type LabLike = Pick<DrLab, 'exec' | 'client' | 'host'>;
+
 export interface HttpResult {
   /** curl's exit code (0 when the transfer completed). */
   code: number | null;
@@ -78,7 +81,7 @@ export interface HttpResult {
 }
 
 /** One GET from the client with curl (new connection, at most `maxTimeS` seconds). */
-export async function curl(lab: DrLab, url: string, maxTimeS = 5, from: LabHostName = 'client'): Promise<HttpResult> {
+export async function curl(lab: LabLike, url: string, maxTimeS = 5, from: LabHostName = 'client'): Promise<HttpResult> {
   const r = await lab.exec(from, 'curl', ['-s', '-S', '-g', '--max-time', String(maxTimeS), url], {
     timeoutMs: (maxTimeS + 5) * 1000,
     allowFailure: true,
@@ -87,7 +90,7 @@ export async function curl(lab: DrLab, url: string, maxTimeS = 5, from: LabHostN
 }
 
 /** `n` sequential GETs, each on its own connection; the bodies, trimmed. Throws on the first failed request. */
-export async function getMany(lab: DrLab, url: string, n: number): Promise<string[]> {
+export async function getMany(lab: LabLike, url: string, n: number): Promise<string[]> {
   const bodies: string[] = [];
   for (let i = 0; i < n; i++) {
     const r = await curl(lab, url);
@@ -107,7 +110,7 @@ export interface StreamingGet {
 }
 
 /** A GET whose body is read as it streams (curl -N), bounded by `maxTimeS`. */
-export function streamingGet(lab: DrLab, url: string, maxTimeS: number): StreamingGet {
+export function streamingGet(lab: LabLike, url: string, maxTimeS: number): StreamingGet {
   const child = spawn('ip', ['netns', 'exec', lab.client.ns, 'curl', '-s', '-S', '-N', '-g', '--max-time', String(maxTimeS), url], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -154,7 +157,7 @@ export function streamingGet(lab: DrLab, url: string, maxTimeS: number): Streami
  * A TCP connect from a lab host, by node inside the namespace: 'connected', or the error code (ECONNREFUSED means a
  * RST came back, EHOSTUNREACH that nobody answered ARP/ND), or 'timeout'.
  */
-export async function tcpProbe(lab: DrLab, from: LabHostName, addr: string, port: number, timeoutMs = 3000): Promise<string> {
+export async function tcpProbe(lab: LabLike, from: LabHostName, addr: string, port: number, timeoutMs = 3000): Promise<string> {
   const script = `
     const s = require('node:net').connect({ host: process.argv[1], port: Number(process.argv[2]) });
     const t = setTimeout(() => { console.log('timeout'); process.exit(0); }, Number(process.argv[3]));
@@ -167,7 +170,7 @@ export async function tcpProbe(lab: DrLab, from: LabHostName, addr: string, port
 }
 
 /** The client's neighbour entry for an address: MAC (if any) and state. */
-export async function neighbour(lab: DrLab, host: LabHostName, addr: string): Promise<{ mac?: string; state: string[] }> {
+export async function neighbour(lab: LabLike, host: LabHostName, addr: string): Promise<{ mac?: string; state: string[] }> {
   const r = await ip(lab.host(host).ns, ['-j', 'neigh', 'show', 'to', addr, 'dev', 'eth0']);
   const entries = JSON.parse(r.stdout || '[]') as Array<{ dst: string; lladdr?: string; state?: string[] }>;
   const e = entries.find((x) => x.dst === addr);

@@ -7,6 +7,7 @@ import { Balancer, type BalancerOptions } from '../../src/lb/balancer.js';
 import type { NeighbourResolver, NextHop } from '../../src/lb/neighbour.js';
 import { LB_MAPS, LbMaps } from '../../src/maps/lb-maps.js';
 import { MemoryMapBackend } from '../../src/maps/memory-backend.js';
+import { REASONS } from '../../src/maps/reasons.js';
 
 export const TOKEN = 'test-token-0123456789abcdef';
 
@@ -44,12 +45,22 @@ export function fakeDirector(opts: { neighbours?: Record<string, string | null>;
     services: maxServices,
     dests: opts.maxDests ?? 64,
     conns: 1024,
+    nat_reverse: 1024,
     rings: maxServices * 2,
     sched_state: maxServices,
     svc_stats: maxServices,
     dest_stats: opts.maxDests ?? 64,
-    reasons: 16,
+    reasons: REASONS.length,
     config: 1,
+    // Scheduler maps (src/maps/sched-maps.ts).
+    dest_conns: opts.maxDests ?? 64,
+    dest_sched: opts.maxDests ?? 64,
+    svc_persist: maxServices,
+    persist: 1024,
+    lblc: 1024,
+    lblc_scratch: 1,
+    svc_prefix: maxServices,
+    svc_wild: 1,
   };
   const backend = new MemoryMapBackend(Object.values(LB_MAPS).map((m) => ({ ...m, maxEntries: sizes[m.name] })));
   const maps = new LbMaps(backend);

@@ -59,7 +59,8 @@ describe('services', () => {
       [{ protocol: 'tcp', address: '198.18.0.100', port: 81, scheduler: 'rr', bogus: 1 }, 400, 'XDPVS_ERR_INVALID'],
       [{ protocol: 'tcp', address: '198.18.0.100', port: 81, scheduler: 'rr', flags: ['mh-port'] }, 400, 'XDPVS_ERR_INVALID'],
       [{ protocol: 'tcp', address: '198.18.0.100', port: 80, scheduler: 'rr' }, 409, 'XDPVS_ERR_EXISTS'],
-      [{ protocol: 'tcp', address: '198.18.0.100', port: 81 }, 501, 'XDPVS_ERR_UNSUPPORTED'],
+      [{ protocol: 'tcp', address: '198.18.0.100', port: 81, persistent: 99999999 }, 400, 'XDPVS_ERR_INVALID'],
+      [{ protocol: 'tcp', address: '198.18.0.100', port: 81, scheduler: 'rr', netmask: '255.0.255.0', persistent: 60 }, 400, 'XDPVS_ERR_INVALID'],
       ['{not json', 400, 'XDPVS_ERR_INVALID'],
     ];
     for (const [body, status, code] of cases) {
@@ -213,6 +214,6 @@ describe('codec sanity', () => {
     const k = ServiceKey.encode({ addr: Buffer.alloc(16), port: 80, proto: 6, family: 2 });
     expect(k.subarray(16).toString('hex')).toBe('00500602');
     expect(Service.size).toBe(16);
-    expect(Dest.size).toBe(48);
+    expect(Dest.size).toBe(64);
   });
 });

@@ -216,8 +216,9 @@ describe('the seed session (001_8c5d099f08c89d11)', () => {
       'POST /v1/services/tcp%3A192.168.4.5%3A80/servers {"address":"192.168.2.201","port":80,"method":"dr","weight":2}',
       'POST /v1/services/tcp%3A192.168.4.5%3A80/servers {"address":"192.168.2.202","port":80,"method":"nat","weight":2}',
       'POST /v1/services/tcp%3A192.168.4.5%3A80/servers {"address":"192.168.2.203","port":80,"method":"tunnel","weight":2}',
-      'PATCH /v1/services/tcp%3A192.168.4.5%3A80 {"scheduler":"wrr","flags":[]}',
-      'PATCH /v1/services/tcp%3A192.168.4.5%3A80/servers/192.168.2.100%3A80 {"weight":2,"method":"nat"}',
+      // -E without -p: not persistent; -e without -x/-y: no thresholds (ipvsadm replaces the whole definition).
+      'PATCH /v1/services/tcp%3A192.168.4.5%3A80 {"scheduler":"wrr","flags":[],"persistent":0}',
+      'PATCH /v1/services/tcp%3A192.168.4.5%3A80/servers/192.168.2.100%3A80 {"weight":2,"method":"nat","upperThreshold":0,"lowerThreshold":0}',
     ]);
   });
 
@@ -338,8 +339,8 @@ describe('exit statuses and messages without the daemon', () => {
   });
 
   it('not supported yet: exit 1', async () => {
-    const r = await xdpvsadm('-A -t 198.18.0.100:80 -s rr -p 300');
-    expect(r).toEqual({ status: 1, stdout: '', stderr: 'xdpvsadm: -p is not supported yet\n' });
+    const r = await xdpvsadm('-A -f 1 -s rr');
+    expect(r).toEqual({ status: 1, stdout: '', stderr: 'xdpvsadm: -f is not supported yet\n' });
     expect(requests).toEqual([]);
   });
 
@@ -358,7 +359,8 @@ describe('exit statuses and messages without the daemon', () => {
     expect(help.status).toBe(0);
     expect(help.stdout).toContain('Usage:\n  xdpvsadm -A|E virtual-service');
     expect(help.stdout).toContain('never resolves names');
-    expect(help.stdout).toContain('-p/--persistent');
+    expect(help.stdout).toContain('--persistent   -p [timeout]');
+    expect(help.stdout).toContain('-f/--fwmark-service');
     const version = await xdpvsadm('-v');
     expect(version).toEqual({ status: 0, stderr: '', stdout: `xdpvsadm ${packageVersion()} (ipvsadm-compatible; xdpvs data plane)\n` });
     expect(packageVersion()).toMatch(/^\d+\.\d+\.\d+/);

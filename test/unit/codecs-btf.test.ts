@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { REASONS } from '../../src/maps/reasons.js';
 import { ALL_STRUCTS, CONN_STATES, FWD_METHODS } from '../../src/maps/structs.js';
 import { struct, u32, u8, pad } from '../../src/maps/codec.js';
-import { LB_OBJECT } from '../../src/paths.js';
+import { DECAP_OBJECT, LB_OBJECT } from '../../src/paths.js';
+import { DECAP_REASONS } from '../../src/maps/reasons.js';
+import { DECAP_STRUCTS } from '../../src/maps/structs.js';
 
 interface BtfType {
   id: number;
@@ -16,9 +18,9 @@ interface BtfType {
   members?: { name: string; type_id: number; bits_offset: number }[];
 }
 
-function btfStructs(): Map<string, BtfType> {
-  if (!existsSync(LB_OBJECT)) throw new Error(`${LB_OBJECT} is missing: run "bash scripts/build.sh"`);
-  const json = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', LB_OBJECT], { encoding: 'utf8' })) as { types: BtfType[] };
+function btfStructs(object = LB_OBJECT): Map<string, BtfType> {
+  if (!existsSync(object)) throw new Error(`${object} is missing: run "bash scripts/build.sh"`);
+  const json = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', object], { encoding: 'utf8' })) as { types: BtfType[] };
   return new Map(json.types.filter((t) => t.kind === 'STRUCT' && t.name).map((t) => [t.name!, t]));
 }
 
@@ -71,5 +73,23 @@ describe('struct() refuses implicit padding', () => {
     const s = struct('ok', { a: u8, p: pad(3), b: u32 });
     expect(s.size).toBe(8);
     expect(s.decode(s.encode({ a: 7, b: 0xdeadbeef }))).toEqual({ a: 7, b: 0xdeadbeef });
+  });
+});
+
+describe('the decap program: codecs and reasons match', () => {
+  const btf = btfStructs(DECAP_OBJECT);
+  for (const codec of DECAP_STRUCTS) {
+    it(`struct ${codec.name}: size and every field offset`, () => {
+      const t = btf.get(codec.name);
+      expect(t, `struct ${codec.name} in the BTF of ${DECAP_OBJECT}`).toBeDefined();
+      expect(codec.size).toBe(t!.size);
+      expect(codec.fields.map((f) => ({ name: f.name, offset: f.offset }))).toEqual(t!.members!.map((m) => ({ name: m.name, offset: m.bits_offset / 8 })));
+    });
+  }
+  it('decap reason counters, in order', () => {
+    const c = cEnum('xdpvs_decap_reason');
+    const names = [...c.entries()].filter(([k]) => k !== 'XDPVS_DECAP_R_MAX').sort((a, b) => a[1] - b[1]).map(([k]) => k.replace(/^XDPVS_DECAP_R_/, '').toLowerCase());
+    expect(names).toEqual([...DECAP_REASONS]);
+    expect(c.get('XDPVS_DECAP_R_MAX')).toBe(DECAP_REASONS.length);
   });
 });

@@ -2,8 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  LC_MAX_DESTS,
   buildSchedule,
+  dhTable,
   findScheduler,
+  shTable,
   parseScheduler,
   SCHEDULER_NAMES,
   schedulerById,
@@ -44,23 +47,24 @@ describe('registry', () => {
       rr: 'ring',
       wrr: 'ring',
       mh: 'hash',
-      sh: 'unsupported',
-      dh: 'unsupported',
-      lc: 'unsupported',
-      wlc: 'unsupported',
-      sed: 'unsupported',
-      nq: 'unsupported',
-      lblc: 'unsupported',
-      lblcr: 'unsupported',
-      fo: 'unsupported',
-      ovf: 'unsupported',
+      sh: 'hash',
+      dh: 'hash',
+      lc: 'count',
+      wlc: 'count',
+      sed: 'count',
+      nq: 'count',
+      lblc: 'locality',
+      lblcr: 'locality',
+      fo: 'count',
+      ovf: 'count',
     });
     for (const s of SCHEDULERS) expect(s.description.length, s.name).toBeGreaterThan(10);
   });
 
   it('lists the flags each scheduler takes', () => {
-    expect(findScheduler('mh')?.flags).toEqual(['mh-port']);
-    expect(findScheduler('sh')?.flags).toEqual(['sh-port']);
+    expect(findScheduler('mh')?.flags).toEqual(['mh-port', 'mh-fallback']);
+    expect(findScheduler('sh')?.flags).toEqual(['sh-port', 'sh-fallback']);
+    expect(findScheduler('dh')?.flags).toEqual([]);
     expect(findScheduler('rr')?.flags).toEqual([]);
     expect(findScheduler('wrr')?.flags).toEqual([]);
   });
@@ -88,11 +92,9 @@ describe('parseScheduler', () => {
     }
   });
 
-  it('rejects known but unimplemented schedulers with XDPVS_ERR_UNSUPPORTED', () => {
+  it('accepts every IPVS scheduler', () => {
     for (const name of ['sh', 'dh', 'lc', 'wlc', 'sed', 'nq', 'lblc', 'lblcr', 'fo', 'ovf']) {
-      const e = errorOf(() => parseScheduler(name));
-      expect(e?.code, name).toBe('XDPVS_ERR_UNSUPPORTED');
-      expect(e?.message).toContain(`"${name}"`);
+      expect(parseScheduler(name).name).toBe(name);
     }
   });
 });
@@ -119,21 +121,48 @@ describe('buildSchedule', () => {
     expect(errorOf(() => buildSchedule('mh', d, { maglevSize: 250 }))?.code).toBe('XDPVS_ERR_INVALID');
   });
 
+  it('sh: IPVS\'s 256 entries, newest destination first, each as many entries in a row as its weight', () => {
+    const t = Array.from(buildSchedule('sh', dests(1, 3, 0)));
+    expect(t.length).toBe(256);
+    // IPVS's list order is 2, 1, 0 (each new destination goes to the head); weight 0 still takes one entry.
+    expect(t.slice(0, 10)).toEqual([2, 1, 1, 1, 0, 2, 1, 1, 1, 0]);
+    expect(Array.from(shTable([2, 1])).slice(0, 6)).toEqual([0, 0, 1, 0, 0, 1]);
+  });
+
+  it('dh: IPVS\'s 256 entries, the destinations in turn, weights ignored', () => {
+    const t = Array.from(buildSchedule('dh', dests(1, 5, 0)));
+    expect(t.length).toBe(256);
+    expect(t.slice(0, 7)).toEqual([2, 1, 0, 2, 1, 0, 2]);
+    expect(Array.from(dhTable(2)).slice(0, 4)).toEqual([0, 1, 0, 1]);
+  });
+
+  it('count and locality schedulers: each destination with a weight once, newest first (their tie order)', () => {
+    for (const name of ['lc', 'wlc', 'sed', 'nq', 'fo', 'ovf', 'lblc', 'lblcr']) {
+      expect(Array.from(buildSchedule(name, dests(1, 0, 5, 2))), name).toEqual([3, 2, 0]);
+    }
+  });
+
+  it('refuses more than LC_MAX_DESTS candidates for the walking schedulers (XDPVS_ERR_CAPACITY)', () => {
+    const many = Array.from({ length: LC_MAX_DESTS + 1 }, (_, i) => ({ key: `k${i}`, weight: 1 }));
+    expect(errorOf(() => buildSchedule('wlc', many))?.code).toBe('XDPVS_ERR_CAPACITY');
+    expect(buildSchedule('wlc', many.slice(1)).length).toBe(LC_MAX_DESTS);
+    expect(buildSchedule('rr', many).length).toBe(LC_MAX_DESTS + 1);
+  });
+
   it('gives an empty table when no destination has a weight', () => {
-    for (const name of ['rr', 'wrr', 'mh']) {
+    for (const name of ['rr', 'wrr', 'mh', 'sh', 'dh', 'lc', 'wlc', 'lblc']) {
       expect(buildSchedule(name, []).length, name).toBe(0);
       expect(buildSchedule(name, dests(0)).length, name).toBe(0);
     }
   });
 
   it('returns Uint32Array tables', () => {
-    for (const name of ['rr', 'wrr', 'mh']) expect(buildSchedule(name, dests(1, 1))).toBeInstanceOf(Uint32Array);
+    for (const name of ['rr', 'wrr', 'mh', 'sh', 'dh', 'wlc']) expect(buildSchedule(name, dests(1, 1))).toBeInstanceOf(Uint32Array);
   });
 
   it('passes on the errors of parseScheduler and rejects bad weights', () => {
-    expect(errorOf(() => buildSchedule('lc', dests(1)))?.code).toBe('XDPVS_ERR_UNSUPPORTED');
     expect(errorOf(() => buildSchedule('nope', dests(1)))?.code).toBe('XDPVS_ERR_INVALID');
-    for (const name of ['rr', 'wrr', 'mh']) {
+    for (const name of ['rr', 'wrr', 'mh', 'sh', 'lc']) {
       expect(errorOf(() => buildSchedule(name, dests(1, -1)))?.code, name).toBe('XDPVS_ERR_INVALID');
       expect(errorOf(() => buildSchedule(name, dests(1.5)))?.code, name).toBe('XDPVS_ERR_INVALID');
     }

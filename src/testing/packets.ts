@@ -1,7 +1,7 @@
-// Packet builder for the datapath fixtures: Ethernet (optionally one 802.1Q tag), ARP, IPv4 (with options),
-// IPv6, TCP and UDP, every checksum correct, plus a hex dump for mismatch messages.
+// Packet builder for the datapath fixtures and the benchmark: Ethernet (optionally one 802.1Q tag), ARP, IPv4
+// (with options), IPv6, TCP and UDP, every checksum correct, plus a hex dump for mismatch messages.
 
-import { parseAddress } from '../../src/lb/address.js';
+import { parseAddress } from '../lb/address.js';
 
 export const ETH_P_IP = 0x0800;
 export const ETH_P_ARP = 0x0806;

@@ -1,18 +1,21 @@
 // Datapath harness: builds and loads the real director object, fills its maps through src/maps, and runs
-// packets through it with BPF_PROG_TEST_RUN.
+// packets through it with BPF_PROG_TEST_RUN. Shared by test/datapath and the benchmark (scripts/bench).
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-import { loadObject, removePins, testRun, type LoadedObject } from '../../src/loader/program.js';
-import { LbMaps } from '../../src/maps/lb-maps.js';
-import { REASONS, type Reason } from '../../src/maps/reasons.js';
-import { AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, DEST_F_MAC_VALID } from '../../src/maps/structs.js';
+import { loadObject, removePins, testRun, type LoadedObject } from '../loader/program.js';
+import { LbMaps } from '../maps/lb-maps.js';
+import { REASONS, type Reason } from '../maps/reasons.js';
+import { SchedMaps } from '../maps/sched-maps.js';
+import { DS_F_AVAILABLE } from '../maps/sched-structs.js';
+import { AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, DEST_F_MAC_VALID } from '../maps/structs.js';
+import { PACKAGE_ROOT } from '../paths.js';
 import { hexdump, ipBytes, macBytes } from './packets.js';
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The repository root, from src/testing (vitest) or dist/src/testing (the compiled benchmark). */
+export const REPO = PACKAGE_ROOT;
 
 export const isRoot = process.getuid?.() === 0;
 /** In CI a missing privilege is a failure, not a skip. */
@@ -74,6 +77,12 @@ export interface RealServer {
   /** False: the next hop is not resolved yet. */
   macValid?: boolean;
   gen?: number;
+  /** Weight in dest_sched (default 1; the schedule table is what the tests give). */
+  weight?: number;
+  /** TUN: the outer source address (a director address of addr's family). */
+  tunSrc?: string;
+  /** TUN: the egress MTU; 0 (the default) leaves it unchecked. */
+  mtu?: number;
 }
 
 export interface ServiceSetup {
@@ -110,9 +119,10 @@ export class Director {
 
   static #count = 0;
 
-  static load(directorMac: string): Director {
+  /** pinPrefix: the pin directory's name in /sys/fs/bpf, before the PID and a counter. */
+  static load(directorMac: string, pinPrefix = 'xdpvs_test_dp'): Director {
     const obj = ensureBpfObject('xdpvs_lb');
-    const pinDir = `/sys/fs/bpf/xdpvs_test_dp_${process.pid}_${Director.#count++}`;
+    const pinDir = `/sys/fs/bpf/${pinPrefix}_${process.pid}_${Director.#count++}`;
     removePins(pinDir);
     const loaded = loadObject({ objectPath: obj, pinDir, programName: 'xdpvs_lb' });
     return new Director(loaded, directorMac);
@@ -121,6 +131,16 @@ export class Director {
   /** The kernel's id of the loaded program. */
   get programId(): number {
     return this.#loaded.programId;
+  }
+
+  /** The loaded program's fd, for timing it with testRun directly. */
+  get programFd(): number {
+    return this.#loaded.programFd;
+  }
+
+  /** Where its maps and program are pinned (removed by close()). */
+  get pinDir(): string {
+    return this.#loaded.pinDir;
   }
 
   close(): void {
@@ -140,6 +160,18 @@ export class Director {
       flags: s.macValid === false ? 0 : DEST_F_MAC_VALID,
       mac_dst: macBytes(s.mac),
       mac_src: macBytes(this.directorMac),
+      mtu: s.mtu ?? 0,
+      tun_src: s.tunSrc ? ip16(s.tunSrc) : Buffer.alloc(16),
+    });
+    // Weight and availability, as the daemon writes them with every real server (src/maps/sched-maps.ts).
+    new SchedMaps(this.maps.backend).putDestSched(s.id, {
+      weight: s.weight ?? 1,
+      u_threshold: 0,
+      l_threshold: 0,
+      epoch: 1,
+      active_adj: 0,
+      inactive_adj: 0,
+      flags: DS_F_AVAILABLE,
     });
   }
 

@@ -1,0 +1,563 @@
+// Section 3: control plane to data plane. API requests through the real Hono app (app.request(), in process) over a
+// Balancer on real kernel maps (loadObject, own pin directory), with a neighbour table instead of ARP; the pieces
+// of a table push timed on the same maps; the daemon's memory with 1,000 services x 10 real servers (child process).
+
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+import { createApp } from '../../src/api/app.js';
+import { Balancer, type PersistedState } from '../../src/lb/balancer.js';
+import { buildMaglevTable } from '../../src/lb/maglev.js';
+import type { Family } from '../../src/lb/address.js';
+import type { NeighbourResolver, NextHop } from '../../src/lb/neighbour.js';
+import { loadObject, removePins, type LoadedObject } from '../../src/loader/program.js';
+import { LB_MAPS, LbMaps } from '../../src/maps/lb-maps.js';
+import { Conn, ConnState, FlowKey, IPPROTO_TCP, AF_INET, type ServiceKeyV } from '../../src/maps/structs.js';
+import { PACKAGE_ROOT } from '../../src/paths.js';
+import { ensureBpfObject, ip16 } from '../../src/testing/harness.js';
+import { registerEmergencyCleanup, terminatePidSync } from '../lab/netns.js';
+import { removeBenchPins } from './dataplane-netns.js';
+import { SectionError, atLeast, atMost, row, type Row, type Section } from './report.js';
+import { median, nowNs, sig, sigSummary, summarize, type Summary } from './stats.js';
+
+export interface ControlPlaneOptions {
+  /** add/change/remove cycles per service size (at most; see budgetS). */
+  iterations: number;
+  /** Seconds of add/change/remove cycles per service size, after the first 10 cycles: bounds the run on a busy machine. */
+  budgetS: number;
+  /** Seconds of back-to-back weight changes. */
+  sustainSeconds: number;
+  /** Connections put in the table for the "busy table" row. */
+  busyConns: number;
+  rssServices: number;
+  rssServersPerService: number;
+}
+
+export const CONTROL_DEFAULTS: ControlPlaneOptions = {
+  iterations: 40,
+  budgetS: 20,
+  sustainSeconds: 5,
+  busyConns: 50_000,
+  rssServices: 1000,
+  rssServersPerService: 10,
+};
+
+export const TARGET_ONE_SERVER_PUSH_MS = 1;
+export const TARGET_FULL_TABLE_PUSH_MS = 20;
+export const TARGET_API_CHANGES_PER_S = 2000;
+export const TARGET_API_P99_MS = 10;
+
+const TOKEN = 'bench-token';
+const IPVS_TIMEOUTS = { tcp_timeout: 900, tcpfin_timeout: 120, udp_timeout: 300, syn_timeout: 60, close_timeout: 10 };
+
+const METHODS: Record<string, string> = {
+  api:
+    'app.request() on the real Hono app (auth, zod validation, JSON) in this process, over a Balancer on real kernel ' +
+    'maps (the director object loaded with its own bpffs pin directory); next hops from a table, not ARP. Timed from ' +
+    'the call to the response body read; the balancer answers only after its map writes, and after each request the ' +
+    'service record is read back to check that it switched tables (maps updated). One request at a time. Services ' +
+    'use mh, so every change builds and writes a 65,537-slot table. Baseline: GET /v1/info through the same app (the ' +
+    'API\'s fixed cost).',
+  push:
+    'the map writes of one table change, called as Balancer.publish calls them on the same kernel maps: ' +
+    'LbMaps.writeRing (create an inner array, encode, one batch update, place it in the spare slot of `rings`), the ' +
+    'service record update, LbMaps.clearRing of the old slot; median of repeated pushes. Maglev build excluded (see ' +
+    'its own row).',
+  part: 'one piece of a push, timed alone on the same maps (median of repeated calls).',
+  projection:
+    'NOT what the balancer does: the changed slots alone written with one batch update into an existing 65,537-slot ' +
+    'array; what a diff-writing publish would pay for the writes (see docs/bench.md for the design it needs).',
+  sustain:
+    'back-to-back PATCH weight requests (1 in flight, weights alternating) through app.request() for the stated time; ' +
+    'changes/s = completed / elapsed; p99 over all of them. Baseline: GET /v1/info requests/s measured the same way.',
+  rss:
+    'a child node process (--expose-gc) loads the director object, builds the Balancer and the app, forces GC and ' +
+    'reads process.memoryUsage().rss (baseline); then restores a state of S services x R real servers (rr) the way ' +
+    'xdpvsd does at start, lists them once through the API (ipvsadm -Ln), forces GC and reads rss again. The row is ' +
+    'the difference. Kernel map memory is not in RSS.',
+};
+
+/** Next hops from a table: every real server is "resolved" on the loopback, as the bench measures the control plane, not ARP. */
+class TableResolver implements NeighbourResolver {
+  resolves = 0;
+  async resolve(address: string, _family: Family): Promise<NextHop> {
+    this.resolves++;
+    return this.hop(address);
+  }
+  async lookupAll(targets: { address: string; family: Family }[]): Promise<Map<string, NextHop>> {
+    return new Map(targets.map((t) => [t.address, this.hop(t.address)]));
+  }
+  async release(): Promise<void> {}
+  private hop(address: string): NextHop {
+    let h = 0;
+    for (const ch of address) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+    const mac = Buffer.from([0x02, 0x00, (h >>> 24) & 255, (h >>> 16) & 255, (h >>> 8) & 255, h & 255]);
+    return { ifindex: 1, ifname: 'lo', srcMac: Buffer.from([0x02, 0, 0, 0, 0xd1, 0]), mac };
+  }
+}
+
+interface Env {
+  obj: LoadedObject;
+  maps: LbMaps;
+  balancer: Balancer;
+  app: ReturnType<typeof createApp>;
+}
+
+function rsAddress(svcIdx: number, i: number): string {
+  // 198.19.0.0/16: services' real servers, 4,096 per service index.
+  const n = svcIdx * 4096 + i;
+  return `198.19.${(n >> 8) & 255}.${n & 255}`;
+}
+
+interface SvcPlan {
+  name: string;
+  vip: string;
+  scheduler: string;
+  n: number;
+  idx: number;
+}
+
+const PLANS: SvcPlan[] = [
+  { name: 'mh10', vip: '198.18.2.10', scheduler: 'mh', n: 10, idx: 0 },
+  { name: 'mh100', vip: '198.18.2.11', scheduler: 'mh', n: 100, idx: 1 },
+  { name: 'mh1000', vip: '198.18.2.12', scheduler: 'mh', n: 1000, idx: 2 },
+  { name: 'wrr10', vip: '198.18.2.13', scheduler: 'wrr', n: 10, idx: 3 },
+];
+
+function svcId(p: SvcPlan): string {
+  return `tcp:${p.vip}:80`;
+}
+
+export function stateOf(plans: { vip: string; scheduler: string; n: number; idx: number }[]): PersistedState {
+  let destId = 0;
+  let gen = 1;
+  return {
+    version: 1,
+    nextGen: 1 + plans.reduce((a, p) => a + p.n, 0),
+    quarantine: [],
+    services: plans.map((p, id) => ({
+      protocol: 'tcp' as const,
+      address: p.vip,
+      port: 80,
+      scheduler: p.scheduler,
+      flags: [],
+      id,
+      servers: Array.from({ length: p.n }, (_, i) => ({
+        address: rsAddress(p.idx, i),
+        port: 80,
+        method: 'dr' as const,
+        weight: 1,
+        destId: destId++,
+        gen: gen++,
+      })),
+    })),
+  };
+}
+
+function setUp(pinDir: string, state: PersistedState): Promise<Env> {
+  const expectShapes = Object.fromEntries(Object.values(LB_MAPS).map((m) => [m.name, { keySize: m.keySize, valueSize: m.valueSize }]));
+  removePins(pinDir);
+  const obj = loadObject({ objectPath: ensureBpfObject('xdpvs_lb'), pinDir, programName: 'xdpvs_lb', expectShapes });
+  const maps = new LbMaps(obj.backend);
+  maps.setConfig(IPVS_TIMEOUTS);
+  const balancer = new Balancer(maps, new TableResolver());
+  const app = createApp({ balancer, token: TOKEN, info: () => ({ version: 'bench', interfaces: [] }) });
+  return balancer.restore(state).then(() => ({ obj, maps, balancer, app }));
+}
+
+async function request(app: Env['app'], method: string, path: string, body?: unknown): Promise<number> {
+  const t = nowNs();
+  const res = await app.request(path, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  const dt = (nowNs() - t) / 1e6;
+  if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status}: ${text.slice(0, 300)}`);
+  return dt;
+}
+
+function serviceKey(vip: string): ServiceKeyV {
+  return { addr: ip16(vip), port: 80, proto: IPPROTO_TCP, family: AF_INET };
+}
+
+/** Runs fn, then checks the service record switched to its other table: the maps were written before the response. */
+async function timedChange(env: Env, vip: string, fn: () => Promise<number>): Promise<number> {
+  const before = env.maps.getService(serviceKey(vip));
+  const ms = await fn();
+  const after = env.maps.getService(serviceKey(vip));
+  if (!before || !after || after.ring_slot === before.ring_slot) {
+    throw new Error(`service ${vip}: the service record did not switch tables by the time the API answered`);
+  }
+  return ms;
+}
+
+function p50p99(s: Summary): string {
+  return `${fmtMs(s.p50)} / ${fmtMs(s.p99)} ms`;
+}
+
+function fmtMs(x: number): string {
+  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+async function apiFloor(app: Env['app'], n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await request(app, 'GET', '/v1/info'));
+  return out;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+}
+
+export async function runControlPlane(opts: ControlPlaneOptions, log: (msg: string) => void): Promise<Section> {
+  const t0 = nowNs();
+  const pinDir = `/sys/fs/bpf/xdpvs_bench_cp_${process.pid}`;
+  const unregister = registerEmergencyCleanup(() => removePins(pinDir));
+  let env: Env | undefined;
+  const rows: Row[] = [];
+  try {
+    log('control plane: restoring services mh10, mh100, mh1000, wrr10');
+    env = await setUp(pinDir, stateOf(PLANS));
+    const { app, maps } = env;
+
+    await apiFloor(app, 50);
+    const floor = summarize(await apiFloor(app, 200));
+    const floorBase = { label: 'GET /v1/info p50', value: floor.p50, unit: 'ms' };
+    rows.push(row({ id: 'api-floor', label: 'API floor: GET /v1/info', value: floor.p50, unit: 'ms', display: p50p99(floor), method: 'api', details: { ms: sigSummary(floor) } }));
+
+    // ---- add / change weight / remove, per service size.
+    const perOp = new Map<string, Summary>();
+    for (const plan of PLANS.filter((p) => p.scheduler === 'mh')) {
+      const iters = plan.n === 100 ? Math.max(10, opts.iterations >> 1) : opts.iterations;
+      const budget = (plan.n === 100 ? opts.budgetS / 2 : opts.budgetS) * 1e9;
+      log(`control plane: up to ${iters} x (add, change weight, remove) on ${plan.n} real servers (mh), ${budget / 1e9} s at most`);
+      const add: number[] = [];
+      const weight: number[] = [];
+      const del: number[] = [];
+      const base = `/v1/services/${svcId(plan)}/servers`;
+      const started = nowNs();
+      for (let k = 0; k < iters && (k < 10 || nowNs() - started < budget); k++) {
+        const addr = rsAddress(plan.idx, 2000 + k);
+        add.push(await timedChange(env, plan.vip, () => request(app, 'POST', base, { address: addr, port: 80, method: 'dr', weight: 1 })));
+        weight.push(await timedChange(env, plan.vip, () => request(app, 'PATCH', `${base}/${addr}:80`, { weight: 2 + (k % 5) })));
+        del.push(await timedChange(env, plan.vip, () => request(app, 'DELETE', `${base}/${addr}:80`)));
+      }
+      for (const [op, samples, label] of [
+        ['add', add, 'add real server'],
+        ['weight', weight, 'change weight'],
+        ['remove', del, 'remove real server'],
+      ] as const) {
+        const s = summarize(samples);
+        perOp.set(`${op}-${plan.n}`, s);
+        rows.push(row({
+          id: `api-${op}-n${plan.n}`,
+          label: `${label}, N=${plan.n} (mh), p50 / p99`,
+          value: s.p50,
+          unit: 'ms',
+          display: p50p99(s),
+          baseline: floorBase,
+          targets: [atMost(s.p99, TARGET_API_P99_MS, `p99 ≤ ${TARGET_API_P99_MS} ms`)],
+          method: 'api',
+          details: { ms: sigSummary(s), scheduler: 'mh' },
+        }));
+      }
+    }
+
+    // ---- the pieces of a push, on the same maps (a ring slot no service uses).
+    log('control plane: table push pieces');
+    const spareSlot = maps.maxServices * 2 - 1;
+    const mh100 = PLANS.find((p) => p.n === 100)!;
+    const backends = Array.from({ length: 100 }, (_, i) => ({ key: `${rsAddress(mh100.idx, i)}:80`, weight: 1 }));
+    const before = buildMaglevTable(backends);
+    const changedBackends = backends.map((b, i) => (i === 37 ? { ...b, weight: 2 } : b));
+    const after = buildMaglevTable(changedBackends);
+    const changed: number[] = [];
+    for (let i = 0; i < after.length; i++) if (after[i] !== before[i]) changed.push(i);
+    const ids = Uint32Array.from(after, (i) => i);
+
+    const buildMs: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t = nowNs();
+      buildMaglevTable(changedBackends);
+      buildMs.push((nowNs() - t) / 1e6);
+    }
+    // Emulates Balancer.publish's writes for a service of our own (id maxServices-1, whose two ring slots no real
+    // service uses): the new table into the spare slot, the record switched to it, the old slot cleared.
+    const pushMs: number[] = [];
+    const writeRingMs: number[] = [];
+    const clearMs: number[] = [];
+    const svcKey = serviceKey('198.18.2.250');
+    const fakeId = maps.maxServices - 1;
+    let cur = spareSlot - 1;
+    maps.writeRing(cur, ids);
+    maps.putService(svcKey, { id: fakeId, sched: 2, flags: 0, ring_slot: cur, ring_len: ids.length });
+    for (let i = 0; i < 10; i++) {
+      const next = cur === spareSlot ? spareSlot - 1 : spareSlot;
+      const a = nowNs();
+      maps.writeRing(next, ids);
+      const b = nowNs();
+      maps.putService(svcKey, { id: fakeId, sched: 2, flags: 0, ring_slot: next, ring_len: ids.length });
+      const c = nowNs();
+      maps.clearRing(cur);
+      const d = nowNs();
+      pushMs.push((d - a) / 1e6);
+      writeRingMs.push((b - a) / 1e6);
+      clearMs.push((d - c) / 1e6);
+      cur = next;
+    }
+    maps.deleteService(svcKey);
+    maps.clearRing(cur);
+
+    // Inner-map pieces: encode + batch write alone, placing it (outer update) alone, removing it alone.
+    const batchMs: number[] = [];
+    const setInnerMs: number[] = [];
+    const outerDeleteMs: number[] = [];
+    const backend = env.obj.backend;
+    for (let i = 0; i < 10; i++) {
+      const inner = backend.createInnerArray('rings', ids.length);
+      try {
+        let t = nowNs();
+        const keys: Buffer[] = new Array(ids.length);
+        const values: Buffer[] = new Array(ids.length);
+        for (let s = 0; s < ids.length; s++) {
+          keys[s] = u32(s);
+          values[s] = u32(ids[s]);
+        }
+        inner.updateBatch(keys, values);
+        batchMs.push((nowNs() - t) / 1e6);
+        t = nowNs();
+        backend.setInner('rings', spareSlot, inner);
+        setInnerMs.push((nowNs() - t) / 1e6);
+        t = nowNs();
+        maps.clearRing(spareSlot);
+        outerDeleteMs.push((nowNs() - t) / 1e6);
+      } finally {
+        inner.close();
+      }
+    }
+
+    // Projection: only the changed slots, one batch, into an existing array (not attached: nothing reads it).
+    const projMs: number[] = [];
+    const scratch = backend.createInnerArray('rings', ids.length);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const t = nowNs();
+        const keys = changed.map((s) => u32(s));
+        const values = changed.map((s) => u32(ids[s]));
+        scratch.updateBatch(keys, values);
+        projMs.push((nowNs() - t) / 1e6);
+      }
+    } finally {
+      scratch.close();
+    }
+
+    const push = median(pushMs);
+    const oneServer = perOp.get('weight-100')!;
+    rows.push(row({
+      id: 'push-one-server-n100',
+      label: 'push one-server change, N=100 (maps only, as today)',
+      value: push,
+      unit: 'ms',
+      baseline: { label: 'projection, changed slots only', value: median(projMs), unit: 'ms' },
+      targets: [atMost(push, TARGET_ONE_SERVER_PUSH_MS, `≤ ${TARGET_ONE_SERVER_PUSH_MS} ms`)],
+      method: 'push',
+      details: { ms: sigSummary(summarize(pushMs)), apiWeightChangeN100Ms: sigSummary(oneServer) },
+    }));
+    rows.push(row({
+      id: 'slots-written-one-server-n100',
+      label: 'slots written for a one-server change, N=100',
+      value: ids.length,
+      unit: 'slots',
+      baseline: { label: 'slots that changed', value: changed.length, unit: 'slots' },
+      targets: [{ text: 'only changed slots', met: changed.length === ids.length }],
+      method: 'push',
+      note: 'Balancer.publish builds the whole table and LbMaps.writeRing writes all of it into a new inner map.',
+    }));
+    rows.push(row({
+      id: 'push-full-table',
+      label: 'push a full table (65,537 slots)',
+      value: push,
+      unit: 'ms',
+      baseline: { label: 'Maglev build N=100', value: median(buildMs), unit: 'ms' },
+      targets: [atMost(push, TARGET_FULL_TABLE_PUSH_MS, `≤ ${TARGET_FULL_TABLE_PUSH_MS} ms`)],
+      method: 'push',
+      details: { writeRingMs: sigSummary(summarize(writeRingMs)), clearRingMs: sigSummary(summarize(clearMs)) },
+    }));
+    const batch = median(batchMs);
+    rows.push(row({ id: 'part-encode-batch', label: '  part: encode 65,537 Buffers + batch update', value: batch, unit: 'ms', method: 'part', details: { ms: sigSummary(summarize(batchMs)) } }));
+    rows.push(row({
+      id: 'part-set-inner',
+      label: '  part: place table in `rings` (outer update)',
+      value: median(setInnerMs),
+      unit: 'ms',
+      method: 'part',
+      note: 'an update of a map-in-map waits for an RCU grace period in the kernel (maybe_wait_bpf_programs: synchronize_rcu), and so does the delete of the old slot',
+      details: { ms: sigSummary(summarize(setInnerMs)) },
+    }));
+    rows.push(row({ id: 'part-clear-ring', label: '  part: clear old slot (outer delete)', value: median(outerDeleteMs), unit: 'ms', method: 'part', details: { ms: sigSummary(summarize(outerDeleteMs)) } }));
+    rows.push(row({
+      id: 'projection-changed-slots',
+      label: `  projection: write only the ${changed.length} changed slots`,
+      value: median(projMs),
+      unit: 'ms',
+      method: 'projection',
+      details: { changedSlots: changed.length, ms: sigSummary(summarize(projMs)) },
+    }));
+
+    // ---- sustained weight changes.
+    for (const plan of [PLANS[0], PLANS[3]]) {
+      log(`control plane: ${opts.sustainSeconds} s of back-to-back weight changes on ${plan.n} real servers (${plan.scheduler})`);
+      const path = `/v1/services/${svcId(plan)}/servers/${rsAddress(plan.idx, 0)}:80`;
+      const lat: number[] = [];
+      const start = nowNs();
+      const end = start + opts.sustainSeconds * 1e9;
+      let k = 0;
+      while (nowNs() < end) lat.push(await request(app, 'PATCH', path, { weight: 1 + (k++ % 2) }));
+      const elapsed = (nowNs() - start) / 1e9;
+      const rate = lat.length / elapsed;
+      const s = summarize(lat);
+      const gets: number[] = [];
+      const gStart = nowNs();
+      while (nowNs() < gStart + 1e9) gets.push(await request(app, 'GET', '/v1/info'));
+      const getRate = gets.length / ((nowNs() - gStart) / 1e9);
+      const isMh = plan.scheduler === 'mh';
+      rows.push(row({
+        id: `sustain-weight-${plan.name}`,
+        label: `sustained weight changes, N=${plan.n} (${plan.scheduler})`,
+        value: rate,
+        unit: '/s',
+        display: `${rate.toFixed(rate < 100 ? 1 : 0)}/s, p99 ${fmtMs(s.p99)} ms`,
+        baseline: { label: 'GET /v1/info', value: getRate, unit: '/s' },
+        targets: isMh
+          ? [atLeast(rate, TARGET_API_CHANGES_PER_S, `≥ ${TARGET_API_CHANGES_PER_S}/s`), atMost(s.p99, TARGET_API_P99_MS, `p99 ≤ ${TARGET_API_P99_MS} ms`)]
+          : [],
+        method: 'sustain',
+        details: { changes: lat.length, seconds: sig(elapsed), ms: sigSummary(s), scheduler: plan.scheduler },
+        ...(isMh ? {} : { note: 'wrr tables hold 10 entries: what is left is the fixed cost of a change (the two RCU waits of the outer-map update and delete)' }),
+      }));
+    }
+
+    // ---- a busy connection table: responses of write requests count connections by walking the whole table.
+    if (opts.busyConns > 0) {
+      log(`control plane: weight changes with ${opts.busyConns} connections in the table`);
+      const plan = PLANS[0];
+      const keys: Buffer[] = [];
+      const values: Buffer[] = [];
+      const nowKernel = Number(process.hrtime.bigint());
+      for (let i = 0; i < opts.busyConns; i++) {
+        const src = ip16(`198.19.${128 + ((i >> 8) & 127)}.${i & 255}`);
+        keys.push(FlowKey.encode({ src, dst: ip16(plan.vip), sport: 1024 + (i >>> 15), dport: 80, proto: IPPROTO_TCP, family: AF_INET }));
+        values.push(Conn.encode({ dest_id: i % plan.n, dest_gen: 1 + (i % plan.n), svc_id: 0, state: ConnState.Established, last_ns: nowKernel, expires_ns: nowKernel + 900e9 }));
+      }
+      maps.conns.updateBatch(keys, values);
+      const path = `/v1/services/${svcId(plan)}/servers/${rsAddress(plan.idx, 0)}:80`;
+      const busy: number[] = [];
+      for (let k = 0; k < 5; k++) busy.push(await request(app, 'PATCH', path, { weight: 1 + (k % 2) }));
+      const s = summarize(busy);
+      const empty = perOp.get('weight-10')!;
+      rows.push(row({
+        id: 'api-weight-busy-conns',
+        label: `change weight, N=10, ${opts.busyConns.toLocaleString('en-US')} conns in table`,
+        value: s.p50,
+        unit: 'ms',
+        baseline: { label: 'empty table p50', value: empty.p50, unit: 'ms' },
+        method: 'api',
+        note: 'the response of every write request counts each real server\'s active/inactive connections by reading the whole connection table',
+        details: { ms: sigSummary(s), conns: opts.busyConns },
+      }));
+    }
+  } catch (e) {
+    throw new SectionError(e instanceof Error ? e.message : String(e), rows);
+  } finally {
+    env?.obj.close();
+    removePins(pinDir);
+    unregister();
+  }
+
+  // ---- RSS in a child process.
+  if (opts.rssServices > 0) {
+    log(`control plane: RSS of a daemon-like process with ${opts.rssServices} services x ${opts.rssServersPerService} real servers (child process)`);
+    let r: RssResult;
+    try {
+      r = await measureRss(opts.rssServices, opts.rssServersPerService);
+    } catch (e) {
+      throw new SectionError(e instanceof Error ? e.message : String(e), rows);
+    }
+    rows.push(row({
+      id: 'restore-1000x10',
+      label: `daemon start: restore ${opts.rssServices} services x ${opts.rssServersPerService} RS (rr)`,
+      value: r.restoreMs / 1000,
+      unit: 's',
+      baseline: { label: 'per service', value: r.restoreMs / opts.rssServices, unit: 'ms' },
+      ratio: null,
+      method: 'rss',
+      note: 'Balancer.restore publishes every service (one table write and an RCU wait for each); with mh each would also write 65,537 slots',
+    }));
+    const deltaMb = (r.rssAfter - r.rssBefore) / 2 ** 20;
+    rows.push(row({
+      id: 'rss-1000x10',
+      label: `daemon RSS growth, ${opts.rssServices} services x ${opts.rssServersPerService} RS (rr)`,
+      value: deltaMb,
+      unit: 'MiB',
+      baseline: { label: 'RSS before', value: r.rssBefore / 2 ** 20, unit: 'MiB' },
+      ratio: r.rssAfter / r.rssBefore,
+      method: 'rss',
+      note: `ratio is RSS after / before (${(r.rssAfter / 2 ** 20).toFixed(0)} MiB after); restoring the state took ${(r.restoreMs / 1000).toFixed(1)} s, listing it once through the API ${r.listMs.toFixed(0)} ms`,
+      details: { ...r, scheduler: 'rr' },
+    }));
+  }
+
+  return {
+    id: 'control-plane',
+    title: '3. Control plane to data plane (API -> kernel maps)',
+    rows,
+    methods: METHODS,
+    durationS: (nowNs() - t0) / 1e9,
+    context: { iterations: opts.iterations, sustainSeconds: opts.sustainSeconds, resolver: 'table (no ARP)' },
+  };
+}
+
+export interface RssResult {
+  rssBefore: number;
+  rssAfter: number;
+  heapUsedBefore: number;
+  heapUsedAfter: number;
+  restoreMs: number;
+  listMs: number;
+}
+
+function measureRss(services: number, servers: number): Promise<RssResult> {
+  const script = join(PACKAGE_ROOT, 'dist/scripts/bench/rss-child.js');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', script, String(services), String(servers)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const unregister = registerEmergencyCleanup(() => {
+      if (child.exitCode === null) terminatePidSync(child.pid, 3_000);
+      if (child.pid !== undefined) removeBenchPins(child.pid);
+    });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
+    const timer = setTimeout(() => child.kill('SIGTERM'), 180_000);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      unregister();
+      reject(e);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      unregister();
+      const line = out.trim().split('\n').at(-1) ?? '';
+      if (code !== 0) return reject(new Error(`RSS child exited with ${code ?? signal}: ${err.trim() || out.trim()}`));
+      try {
+        resolve(JSON.parse(line) as RssResult);
+      } catch {
+        reject(new Error(`RSS child printed no result: ${out.trim()} ${err.trim()}`));
+      }
+    });
+  });
+}
