@@ -6,7 +6,7 @@
 import { ErrorCode, XdpvsError } from '../errors.js';
 import type { Family } from '../lb/address.js';
 import type { NeighbourResolver, NextHop, ResolveOptions } from '../lb/neighbour.js';
-import { getLink, ip, ipJson, listLinks, macFromText, type LinkInfo, type NeighInfo, type RouteInfo } from './iproute.js';
+import { getLink, ip, ipJson, listLinks, macFromText, routesGet, type LinkInfo, type NeighInfo, type RouteInfo } from './iproute.js';
 
 /** Neighbour states whose lladdr can be trusted for forwarding. */
 const USABLE = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANENT', 'NOARP']);
@@ -26,6 +26,19 @@ function pathMtu(r: RouteInfo, link: LinkInfo): number | undefined {
   return r.metrics?.find((m) => typeof m.mtu === 'number')?.mtu ?? link.mtu;
 }
 
+/** The route towards a real server, if the director can forward to it at all. */
+function checkRoute(address: string, r: RouteInfo | undefined, allowGateway: boolean): RouteInfo {
+  if (!r) throw new XdpvsError(ErrorCode.Invalid, `no route to real server ${address}`);
+  if (r.type === 'local' || r.dev === 'lo') throw new XdpvsError(ErrorCode.Invalid, `real server ${address} is an address of this director`);
+  if (r.gateway && !allowGateway) {
+    throw new XdpvsError(
+      ErrorCode.Invalid,
+      `real server ${address} is reached through gateway ${r.gateway} on ${r.dev}; direct routing needs it on a directly connected network`,
+    );
+  }
+  return r;
+}
+
 export class IprouteNeighbourResolver implements NeighbourResolver {
   /**
    * Neighbour entries this daemon created (the only ones it removes), by neighbour address: the device, and the real
@@ -42,16 +55,7 @@ export class IprouteNeighbourResolver implements NeighbourResolver {
     } catch (e) {
       throw new XdpvsError(ErrorCode.Invalid, `no route to real server ${address}: ${(e as Error).message.replace(/^.*RTNETLINK answers: /, '')}`);
     }
-    const r = routes[0];
-    if (!r) throw new XdpvsError(ErrorCode.Invalid, `no route to real server ${address}`);
-    if (r.type === 'local' || r.dev === 'lo') throw new XdpvsError(ErrorCode.Invalid, `real server ${address} is an address of this director`);
-    if (r.gateway && !allowGateway) {
-      throw new XdpvsError(
-        ErrorCode.Invalid,
-        `real server ${address} is reached through gateway ${r.gateway} on ${r.dev}; direct routing needs it on a directly connected network`,
-      );
-    }
-    return r;
+    return checkRoute(address, routes[0], allowGateway);
   }
 
   private async neigh(address: string, dev: string, family: Family): Promise<NeighInfo | undefined> {
@@ -88,10 +92,12 @@ export class IprouteNeighbourResolver implements NeighbourResolver {
   }
 
   async lookupAll(targets: { address: string; family: Family }[]): Promise<Map<string, NextHop>> {
-    const [links, v4, v6] = await Promise.all([
+    const [links, v4, v6, routes4, routes6] = await Promise.all([
       listLinks(),
       ipJson<NeighInfo[]>(['-4', 'neigh', 'show']),
       ipJson<NeighInfo[]>(['-6', 'neigh', 'show']),
+      routesGet(targets.filter((t) => t.family === 'inet').map((t) => t.address), 'inet'),
+      routesGet(targets.filter((t) => t.family === 'inet6').map((t) => t.address), 'inet6'),
     ]);
     const byName = new Map(links.map((l) => [l.ifname, l]));
     const neighs = [...v4, ...v6];
@@ -99,7 +105,7 @@ export class IprouteNeighbourResolver implements NeighbourResolver {
     for (const t of targets) {
       let r: RouteInfo;
       try {
-        r = await this.route(t.address, t.family, true);
+        r = checkRoute(t.address, (t.family === 'inet' ? routes4 : routes6).get(t.address), true);
       } catch {
         continue;
       }
