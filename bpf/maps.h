@@ -103,6 +103,25 @@ struct {
 	__type(value, struct vs_config);
 } config SEC(".maps");
 
+/* 0 -> nonzero while some `dests` slot holds a NAT destination (draining ones included). Only then can a packet
+ * that is for no service be a NAT reply, so only then does it pay the `nat_reverse` lookup (bpf/nat_reply.h).
+ * Written by the daemon (src/maps/nat-gate.ts) with every destination it writes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} nat_ctl SEC(".maps");
+
+/* 0 -> the service filter and the time the services last changed (struct vs_svc_gate). Written by the daemon
+ * (src/maps/svc-gate.ts) with every service it adds or removes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vs_svc_gate);
+} svc_gate SEC(".maps");
+
 /* Destination id -> connections the data plane saw start and end, and the overload flag (bpf/sched_lc.h).
  * Written here with atomics; zeroed by the daemon when it gives the slot to a new destination. */
 struct {
@@ -173,5 +192,29 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vs_svc_wild);
 } svc_wild SEC(".maps");
+
+/* Connections created or changed here (struct vs_sync_event records), while sync_ctl.enabled. Written here
+ * (bpf/sync.h), drained by the daemon every few ms and sent to its peers (src/sync). 1 MiB: 13107 events of 72 bytes + an 8-byte header. */
+#define XDPVS_SYNC_RING_BYTES (1 << 20)
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, XDPVS_SYNC_RING_BYTES);
+} sync_events SEC(".maps");
+
+/* 0 -> whether to emit sync events. Written by the daemon (on when it has sync peers). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vs_sync_ctl);
+} sync_ctl SEC(".maps");
+
+/* 0 -> per-CPU count of sync events lost to a full ring. Written here; read by the daemon (GET /v1/sync). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sync_drops SEC(".maps");
 
 #endif

@@ -25,9 +25,19 @@ static __always_inline void nat_conn_touch(struct vs_conn *c, const struct xdpvs
 	if (state != c->state || (__s64)(now - c->last_ns) >= (__s64)XDPVS_CONN_REFRESH_NS) {
 		conns_move(dest_id, c->state, state); /* ActiveConn/InActConn of lc/wlc (bpf/sched_lc.h), as conn_select */
 		c->state = state;
-		c->last_ns = now;
+		c->last_ns = conn_touch_ns(c, now); /* no service lookup here: keeps an unchecked entry unchecked */
 		c->expires_ns = now + state_timeout_ns(state);
 	}
+}
+
+/* Whether a packet that is for no service may be a NAT reply: some destination forwards by NAT (nat_ctl). One
+ * inlined array read instead of a hash lookup for every such packet of a director without NAT. */
+static __always_inline int nat_in_use(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&nat_ctl, &zero);
+
+	return on && *on;
 }
 
 /* Called for TCP/UDP packets that are not addressed to a service. A packet that is no NAT reply stays

@@ -47,6 +47,42 @@ __attribute__((noinline)) int xdpvs_service_wild(const struct xdpvs_pkt *pkt, co
 	return 1;
 }
 
+/* Where a service key's bit lies in vs_svc_gate.bits. The words are read as they lie in the key (an IPv4 VIP in
+ * dst[0], port, proto and family in the fifth word); src/maps/svc-gate.ts computes the same from the encoded key. */
+static __always_inline __u32 svc_filter_hash(const struct vs_flow_key *f)
+{
+	__u32 w4 = (__u32)f->dport | (__u32)f->proto << 16 | (__u32)f->family << 24;
+	__u32 h = f->dst[0] * XDPVS_SVC_HASH_MUL;
+
+	h = (h ^ f->dst[1]) * XDPVS_SVC_HASH_MUL;
+	h = (h ^ f->dst[2]) * XDPVS_SVC_HASH_MUL;
+	h = (h ^ f->dst[3]) * XDPVS_SVC_HASH_MUL;
+	h = (h ^ w4) * XDPVS_SVC_HASH_MUL;
+	return h >> XDPVS_SVC_FILTER_SHIFT;
+}
+
+/* Whether the packet can be for a service, before any hash lookup: its key's filter bit is set, or some wildcard
+ * service (port 0, VIP prefix) exists, which the filter does not describe. Two inlined array reads where a
+ * `services` lookup costs a helper call; most traffic a director sees in front of its services is for them, but
+ * everything else (its own, NAT replies) then pays almost nothing. Sets *gate for conn_known.
+ * Returns XDPVS_R_NEXT or XDPVS_R_PASS_NO_SERVICE. */
+static __always_inline __u32 service_gate(const struct xdpvs_pkt *pkt, const struct vs_svc_gate **gate)
+{
+	__u32 zero = 0;
+	const struct vs_svc_gate *g = bpf_map_lookup_elem(&svc_gate, &zero);
+	struct vs_svc_wild *w;
+	__u32 h;
+
+	if (!g)
+		return XDPVS_R_PASS_NO_SERVICE;
+	*gate = g;
+	h = svc_filter_hash(&pkt->flow);
+	if (g->bits[(h >> 6) & (XDPVS_SVC_FILTER_BITS / 64 - 1)] & (1ULL << (h & 63)))
+		return XDPVS_R_NEXT;
+	w = bpf_map_lookup_elem(&svc_wild, &zero);
+	return w && (w->port0 | w->prefixes) ? XDPVS_R_NEXT : XDPVS_R_PASS_NO_SERVICE;
+}
+
 /* Copies the service into *svc (the daemon replaces records whole; a copy keeps ring_slot and
  * ring_len from the same record). Returns XDPVS_R_NEXT or XDPVS_R_PASS_NO_SERVICE. */
 static __always_inline __u32 service_lookup(const struct xdpvs_pkt *pkt, struct vs_service *svc)

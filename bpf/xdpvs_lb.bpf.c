@@ -12,27 +12,35 @@
 #include "stats.h"
 
 /* Every step returns XDPVS_R_NEXT or the reason the packet leaves; only here is a reason turned into
- * an XDP action, and exactly one reason is counted per packet. */
+ * an XDP action, and exactly one reason is counted per packet. An established flow's packet takes the
+ * first path (filter, connection, destination); everything else looks its service up. */
 SEC("xdp")
 int xdpvs_lb(struct xdp_md *ctx)
 {
 	struct xdpvs_pkt pkt = {};
 	struct vs_service svc = {};
 	struct xdpvs_target t = {};
+	const struct vs_svc_gate *gate = 0;
+	struct vs_conn *c = 0;
 	__u32 r;
 
 	r = parse_packet(ctx, &pkt);
 	if (r == XDPVS_R_NEXT)
+		r = service_gate(&pkt, &gate);
+	if (r == XDPVS_R_NEXT && gate)
+		r = conn_known(&pkt, gate, &c, &t);
+	if (r == XDPVS_R_LOOKUP) {
 		r = service_lookup(&pkt, &svc);
+		if (r == XDPVS_R_NEXT)
+			r = conn_select(&pkt, &svc, c, &t);
+	}
 	/* Not for a service: perhaps a real server's reply to a NAT connection (counts its own stats). */
-	if (r == XDPVS_R_PASS_NO_SERVICE)
+	if (r == XDPVS_R_PASS_NO_SERVICE && nat_in_use())
 		r = nat_reply(ctx, &pkt, &t);
-	if (r == XDPVS_R_NEXT)
-		r = conn_select(&pkt, &svc, &t);
 	if (r == XDPVS_R_NEXT)
 		r = forward(ctx, &t);
 	if (r == XDPVS_R_FWD_TX || r == XDPVS_R_FWD_REDIRECT)
-		count_forwarded(svc.id, t.dest_id, pkt.len);
+		count_forwarded(t.svc_id, t.dest_id, pkt.len);
 	count_reason(r);
 
 	switch (r) {

@@ -12,8 +12,11 @@
 #define XDPVS_MAX_SERVICES 4096
 #define XDPVS_MAX_DESTS 65536
 #define XDPVS_CONN_TABLE_SIZE 262144
-/* Two schedule tables per service: the one packets use and the one being written (see struct vs_service). */
-#define XDPVS_RING_SLOTS (2 * XDPVS_MAX_SERVICES)
+/* Two schedule tables per service (slots 2 * id and 2 * id + 1: the one packets use and the one being written, see
+ * struct vs_service), then a shared pool of spare slots: a service whose changes come faster than RCU grace periods
+ * borrows more tables from it (src/lb/ring-tables.ts). */
+#define XDPVS_RING_SPARE_SLOTS 512
+#define XDPVS_RING_SLOTS (2 * XDPVS_MAX_SERVICES + XDPVS_RING_SPARE_SLOTS)
 
 /* Scheduler ids, in the order of src/lb/schedulers.ts. Ring schedulers (rr, wrr) step an atomic
  * counter through the service's table; hash schedulers (mh, sh, dh) index it with a flow hash. */
@@ -274,6 +277,50 @@ struct vs_svc_wild {
 	__u32 prefixes; /* services in svc_prefix */
 };
 _Static_assert(sizeof(struct vs_svc_wild) == 8, "vs_svc_wild layout");
+
+/* ---- Which packets can be for a service, and since when the services are as they are (bpf/service.h;
+ * src/maps/svc-gate.ts) ---- */
+
+#define XDPVS_SVC_FILTER_BITS 32768
+#define XDPVS_SVC_FILTER_SHIFT 17 /* 32 - log2(XDPVS_SVC_FILTER_BITS): the hash's top bits index the filter */
+#define XDPVS_SVC_HASH_MUL 0x9e3779b1U
+
+/* Value of `svc_gate` (one entry), written whole by the daemon whenever it adds or removes a service. */
+struct vs_svc_gate {
+	__u64 changed_ns; /* bpf_ktime_get_ns() just after the last change of `services` or `svc_prefix`: a connection
+	                   * last written before it has its service looked up again (bpf/conn.h) */
+	__u64 bits[XDPVS_SVC_FILTER_BITS / 64]; /* bit svc_filter_hash(key) set for each key of `services` */
+};
+_Static_assert(sizeof(struct vs_svc_gate) == 8 + XDPVS_SVC_FILTER_BITS / 8, "vs_svc_gate layout");
+
+/* ---- Connection synchronisation between directors (bpf/sync.h; src/sync; docs/sync.md) ---- */
+
+/* Record of the `sync_events` ring buffer: a connection this program created, or whose state changed, for the
+ * daemon to send to its peers. Ids are this director's; the daemon turns them into addresses before sending. */
+struct vs_sync_event {
+	__be32 src[4];      /* the flow, as vs_flow_key */
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 state;         /* enum xdpvs_conn_state, as now in `conns` */
+	__u8 pad0;
+	__u32 dest_id;
+	__u32 dest_gen;
+	__u32 svc_id;
+	__u32 pad1;
+	__u64 last_ns;      /* vs_conn.last_ns and expires_ns (bpf_ktime_get_ns() units) */
+	__u64 expires_ns;
+};
+_Static_assert(sizeof(struct vs_sync_event) == 72, "vs_sync_event layout");
+
+/* Value of `sync_ctl` (one entry). Written by the daemon. */
+struct vs_sync_ctl {
+	__u32 enabled;      /* nonzero: emit events (the daemon has peers); zero: the data plane pays one load */
+	__u32 pad0;
+};
+_Static_assert(sizeof(struct vs_sync_ctl) == 8, "vs_sync_ctl layout");
 
 /* ---- The real server's decapsulation program (bpf/xdpvs_decap.bpf.c; src/maps/decap-maps.ts) ---- */
 

@@ -88,6 +88,11 @@ interface DpCase {
   vs?: string;
   /** NAT's second direction: the real server's answer to what the program sent it (needs the FIB namespace). */
   reply?: boolean;
+  /**
+   * Measured on a second director whose only service is dr4: no NAT real server, so a packet for no service is not
+   * checked for being a NAT reply (bpf/nat_reply.h, nat_ctl), as on a director without NAT.
+   */
+  noNat?: boolean;
 }
 
 // The services of the cases. ids: service id; destination ids are allocated below.
@@ -108,7 +113,8 @@ const METHOD_NAME: Record<number, 'dr' | 'tun' | 'nat'> = { [FWD.dr]: 'dr', [FWD
 
 // The case table. Adding a case (e.g. once tunnelling lands, nothing to add: its rows measure themselves) is one line.
 const CASES: DpCase[] = [
-  { id: 'pass-not-service', label: 'pass: TCP to no service (IPv4)', timing: 'R', kind: 'pass', svc: null, family: 4, proto: 'tcp' },
+  { id: 'pass-not-service', label: 'pass: TCP to no service (IPv4), NAT in use', timing: 'R', kind: 'pass', svc: null, family: 4, proto: 'tcp' },
+  { id: 'pass-not-service-no-nat', label: 'pass: TCP to no service (IPv4), no NAT real server', timing: 'R', kind: 'pass', svc: null, family: 4, proto: 'tcp', noNat: true },
   { id: 'dr-tcp4-established', label: 'DR TCP established, IPv4', timing: 'R', kind: 'established', svc: 'dr4', family: 4, proto: 'tcp' },
   { id: 'dr-tcp6-established', label: 'DR TCP established, IPv6', timing: 'R', kind: 'established', svc: 'dr6', family: 6, proto: 'tcp' },
   { id: 'dr-udp4-flow', label: 'DR UDP flow, IPv4', timing: 'R', kind: 'established', svc: 'dr4u', family: 4, proto: 'udp' },
@@ -167,6 +173,8 @@ function frame(f: Flow, flags: number): Buffer {
 
 interface Loaded {
   director: Director;
+  /** The director of the noNat cases. */
+  noNat: Director;
   pass: LoadedObject;
   swap: LoadedObject;
 }
@@ -176,13 +184,16 @@ function loadAll(): Loaded {
   const pinBase = `/sys/fs/bpf/xdpvs_bench_base_${process.pid}`;
   const opened: LoadedObject[] = [];
   let director: Director | undefined;
+  let noNat: Director | undefined;
   try {
     for (const name of ['xdp_baseline_pass', 'xdp_baseline_swap']) {
       removePins(`${pinBase}_${name}`);
       opened.push(loadObject({ objectPath: baselines, pinDir: `${pinBase}_${name}`, programName: name }));
     }
     director = Director.load(DIRECTOR_MAC, 'xdpvs_bench_dp');
+    noNat = Director.load(DIRECTOR_MAC, 'xdpvs_bench_dp');
   } catch (e) {
+    director?.close();
     for (const o of opened) {
       o.close();
       removePins(o.pinDir);
@@ -191,7 +202,7 @@ function loadAll(): Loaded {
     removeBenchPins(process.pid);
     throw e;
   }
-  return { director, pass: opened[0], swap: opened[1] };
+  return { director, noNat, pass: opened[0], swap: opened[1] };
 }
 
 function setUpServices(d: Director): Map<ServiceName, ServiceSetup> {
@@ -359,6 +370,8 @@ export async function runDataplane(opts: DataplaneOptions, log: (msg: string) =>
   const unregister = registerEmergencyCleanup(() => closeAll(loaded));
   try {
     setUpServices(d);
+    loaded.noNat.addService({ id: SERVICES.dr4.id, vip: SERVICES.dr4.vip, port: SERVICES.dr4.port, proto: SERVICES.dr4.proto, servers: [{ id: 1, addr: rsAddr(4, 0), mac: rsMac(1) }] });
+    const dirOf = (c: DpCase): Director => (c.noNat ? loaded.noNat : d);
     const implemented = new Map<ServiceName, boolean>();
     for (const name of Object.keys(SERVICES) as ServiceName[]) implemented.set(name, probeMethod(d, name));
     const active = CASES.filter((c) => c.svc === null || implemented.get(c.svc));
@@ -368,8 +381,8 @@ export async function runDataplane(opts: DataplaneOptions, log: (msg: string) =>
     const rCases = active.filter((c) => c.timing === 'R');
     const rPlan = new Map<string, { pkt: Buffer; path: Path }>();
     for (const c of rCases) {
-      const pkt = c.kind === 'pass' ? frame(flowOf(c, -1), SYN) : establish(d, c, flowOf(c, -1)).pkt;
-      rPlan.set(c.id, { pkt, path: pathOf(c.label, c.kind, shot(d, pkt), pkt) });
+      const pkt = c.kind === 'pass' ? frame(flowOf(c, -1), SYN) : establish(dirOf(c), c, flowOf(c, -1)).pkt;
+      rPlan.set(c.id, { pkt, path: pathOf(c.label, c.kind, shot(dirOf(c), pkt), pkt) });
     }
     const rSamples = new Map<string, number[]>([['baseline-pass', []], ['baseline-swap', []]]);
     for (const c of rCases) rSamples.set(c.id, []);
@@ -382,10 +395,11 @@ export async function runDataplane(opts: DataplaneOptions, log: (msg: string) =>
       }
       for (const c of rCases) {
         const { pkt, path } = rPlan.get(c.id)!;
-        const before = d.reasonCounts();
-        const r = testRun(d.programFd, pkt, { repeat });
+        const cd = dirOf(c);
+        const before = cd.reasonCounts();
+        const r = testRun(cd.programFd, pkt, { repeat });
         if (r.retval !== path.retval) fail(c.label, `verdict ${VERDICT_OF[r.retval] ?? r.retval}`, pkt);
-        expectOnly(c.label, reasonDelta(before, d.reasonCounts()), path.reason, repeat);
+        expectOnly(c.label, reasonDelta(before, cd.reasonCounts()), path.reason, repeat);
         rSamples.get(c.id)!.push(r.durationNs);
       }
     }
@@ -489,7 +503,10 @@ export async function runDataplane(opts: DataplaneOptions, log: (msg: string) =>
       }
       const m = measured.get(c.id)!;
       if (c.kind === 'pass') {
-        rows.push(row({ id: c.id, label: c.label, value: m.ns, unit: 'ns', baseline: passBase, method, details: m.details }));
+        const note = c.noNat
+          ? 'a director without NAT real servers: the service filter (bpf/service.h) lets the packet pass without any hash lookup'
+          : 'the director has NAT real servers (nat4): a packet for no service may be a NAT reply, so it also pays the nat_reverse lookup';
+        rows.push(row({ id: c.id, label: c.label, value: m.ns, unit: 'ns', baseline: passBase, method, note, details: m.details }));
       } else if (c.kind === 'established') {
         const targets =
           c.timing === 'R'
@@ -539,9 +556,11 @@ function closeAll(l: Loaded): void {
       // best effort
     }
   }
-  try {
-    l.director.close();
-  } catch {
-    // best effort
+  for (const d of [l.director, l.noNat]) {
+    try {
+      d.close();
+    } catch {
+      // best effort
+    }
   }
 }

@@ -10,6 +10,7 @@ import { renderDocsPage } from './docs-page.js';
 import { statusOf } from './errors.js';
 import { Metrics } from './metrics.js';
 import { buildOpenApiDocument, type OpenApiDocument } from './openapi.js';
+import type { SyncStatus } from '../sync/conn-sync.js';
 import { ConfigReplace, ServerCreate, ServerUpdate, ServiceCreate, ServiceUpdate, TimeoutsUpdate } from './schemas.js';
 
 /** What the daemon tells the app for GET /v1/info; the app adds the balancer's connTableSize. */
@@ -25,6 +26,8 @@ export interface AppOptions {
   processMetrics?: boolean;
   /** POST /v1/reload: re-reads --keepalived-conf and applies the differences (src/keepalived/apply.ts). */
   reload?: () => Promise<unknown>;
+  /** GET /v1/sync: connection sync's counters (src/sync), when xdpvsd runs it. */
+  sync?: () => SyncStatus;
 }
 
 function requireToken(token: string): MiddlewareHandler {
@@ -70,6 +73,11 @@ export function createApp(opts: AppOptions): Hono {
 
   app.get('/v1/info', (c) => c.json({ ...opts.info(), connTableSize: balancer.connTableSize } satisfies InfoView));
 
+  app.get('/v1/sync', (c) => {
+    if (!opts.sync) throw new XdpvsError(ErrorCode.NotFound, 'connection sync is off: xdpvsd runs it with --sync-peer or --sync-listen, and --sync-key');
+    return c.json(opts.sync());
+  });
+
   app.get('/v1/services', (c) => c.json({ services: balancer.listServices() }));
   app.post('/v1/services', async (c) => c.json(await balancer.addService(await body(c, ServiceCreate)), 201));
   app.delete('/v1/services', async (c) => c.json({ deleted: await balancer.clear() }));
@@ -113,7 +121,7 @@ export function createApp(opts: AppOptions): Hono {
   });
 
   // Observability and the API's own contract: reads, open like every GET.
-  const metrics = new Metrics({ source: balancer, info: opts.info, processMetrics: opts.processMetrics });
+  const metrics = new Metrics({ source: balancer, info: opts.info, processMetrics: opts.processMetrics, sync: opts.sync });
   app.get('/metrics', async (c) => c.body(await metrics.scrape(), 200, { 'content-type': metrics.contentType }));
   let doc: OpenApiDocument | undefined;
   let page: string | undefined;

@@ -7,6 +7,7 @@
 
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { ServiceView } from '../lb/model.js';
+import type { SyncStatus } from '../sync/conn-sync.js';
 
 /** What the collector reads; the Balancer provides it. */
 export interface MetricsSource {
@@ -20,6 +21,8 @@ export interface MetricsOptions {
   info: () => { version: string; interfaces: { name: string; ifindex: number; xdpMode: string }[] };
   /** Add prom-client's default metrics of the daemon process itself (CPU, memory, event loop, GC). */
   processMetrics?: boolean;
+  /** Connection sync's counters (src/sync), when xdpvsd runs it: xdpvs_sync_total{counter}, xdpvs_sync_queued. */
+  sync?: () => SyncStatus;
 }
 
 const SVC = ['service'] as const;
@@ -60,6 +63,7 @@ export class Metrics {
   private readonly rsHealth: Gauge<(typeof RS)[number] | 'state'>;
   private readonly rsEffectiveWeight: Gauge<(typeof RS)[number]>;
   private readonly reasons: Counter<'reason'>;
+  private readonly sync?: { counters: Counter<'counter'>; queued: Gauge };
 
   constructor(private readonly opts: MetricsOptions) {
     const registers = [this.registry];
@@ -115,6 +119,12 @@ export class Metrics {
       ['reason'],
     );
 
+    if (opts.sync) {
+      this.sync = {
+        counters: counter('xdpvs_sync_total', 'Connection sync between directors, by counter (GET /v1/sync and docs/sync.md name each).', ['counter']),
+        queued: gauge('xdpvs_sync_queued', 'Connection sync events waiting to be sent to the peers.'),
+      };
+    }
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'xdpvsd_' });
   }
 
@@ -169,6 +179,11 @@ export class Metrics {
     }
 
     for (const [reason, n] of Object.entries(reasons)) this.reasons.inc({ reason }, n);
+    if (this.sync && this.opts.sync) {
+      const st = this.opts.sync();
+      for (const [name, n] of Object.entries(st.counters)) this.sync.counters.inc({ counter: name }, n);
+      this.sync.queued.set(st.queued);
+    }
     return this.registry.metrics();
   }
 }

@@ -66,6 +66,7 @@ export const RESPONSE_SCHEMAS: Record<string, ZodTypeAny> = {
   Connection: views.ConnectionViewSchema,
   ConnectionList: views.ConnectionListSchema,
   Timeouts: views.TimeoutsViewSchema,
+  SyncStatus: views.SyncStatusSchema,
   ErrorBody: views.ErrorBodySchema,
 };
 
@@ -80,6 +81,14 @@ export const ROUTES: RouteDoc[] = [
     summary: 'What the daemon runs and where its data plane is attached',
     ok: { status: 200, description: 'version, connection table size, interfaces and XDP modes', schema: views.InfoViewSchema },
     errors: [],
+  },
+  {
+    method: 'get',
+    path: '/v1/sync',
+    tag: 'daemon',
+    summary: 'Connection sync between directors: peers and counters (docs/sync.md)',
+    ok: { status: 200, description: 'where connections are sent and received, what was sent, applied, rejected, dropped', schema: views.SyncStatusSchema },
+    errors: [NotFound],
   },
   {
     method: 'get',

@@ -12,6 +12,7 @@ import type { Family } from '../lb/address.js';
 import type { ConfigChanges, ConfigView, ConnectionView, Counters, HealthView, InfoView, Method, NeighbourView, Protocol, Rates, RealServerView, ServiceView, TimeoutsView } from '../lb/model.js';
 import { MAX_WEIGHT } from '../lb/model.js';
 import type { LoadResult } from '../keepalived/apply.js';
+import type { SyncStatus } from '../sync/conn-sync.js';
 
 // .openapi('Name') below names each schema as a component, so that the document refers to it wherever it is nested.
 extendZodWithOpenApi(z);
@@ -213,6 +214,40 @@ export const ConfigResultSchema = ConfigViewSchema.extend({ changes: ConfigChang
   .describe('the configuration as applied, and what changed')
   .openapi('ConfigResult');
 
+const count = (what: string) => z.number().int().min(0).describe(what);
+
+export const SyncStatusSchema = z
+  .object({
+    sender: z.string().describe("this daemon's sender id (hex, new at each start), as peers count its datagrams"),
+    listen: z.string().nullable().describe('where peers\' datagrams are received (--sync-listen), null: send only'),
+    peers: z.array(z.string()).describe('where this director\'s connections are sent (--sync-peer)'),
+    queued: count('events waiting to be sent'),
+    counters: z
+      .object({
+        events: count("events read from the data plane's ring"),
+        ringDrops: count('events the data plane lost to a full ring'),
+        queueDrops: count('events dropped because the send queue was full'),
+        refreshed: count('live connections announced again by the periodic refresh'),
+        unmapped: count('events of a real server removed meanwhile: not sent'),
+        sentEntries: count('connection entries sent'),
+        sentDatagrams: count('datagrams sent (each to every peer)'),
+        sendErrors: count('datagrams the kernel refused to send'),
+        receivedDatagrams: count('datagrams received'),
+        receivedEntries: count('entries in authenticated, fresh datagrams'),
+        applied: count('entries written into the connection table'),
+        unknown: count('entries of a service or real server this director does not have'),
+        older: count('entries older than the one this director holds'),
+        invalid: count('entries with impossible fields'),
+        rejectedAuth: count('datagrams whose HMAC did not match (another key, or forged)'),
+        rejectedMalformed: count('datagrams that are not sync datagrams of this version'),
+        rejectedReplay: count('authenticated datagrams seen before, or our own reflected'),
+        rejectedStale: count("authenticated datagrams whose sender's clock is more than 30 s from ours"),
+      })
+      .strict(),
+  })
+  .strict()
+  .openapi('SyncStatus');
+
 export const ReloadResultSchema = z
   .object({
     file: z.string().describe('the keepalived.conf read'),
@@ -260,3 +295,4 @@ locked<Same<z.infer<typeof InfoViewSchema>, InfoView>>();
 locked<Same<z.infer<typeof ConfigViewSchema>, ConfigView>>();
 locked<Same<z.infer<typeof ConfigChangesSchema>, ConfigChanges>>();
 locked<Same<z.infer<typeof ReloadResultSchema>, LoadResult>>();
+locked<Same<z.infer<typeof SyncStatusSchema>, SyncStatus>>();

@@ -20,6 +20,11 @@ export const USAGE = `usage: xdpvsd --interface IFACE [--interface IFACE2] [opti
                          address the kernel picks towards each real server)
   --conn-table-size N    entries of the connection table (default 262144; LRU: when full, the least recently
                          used flow is forgotten, see docs/schedulers.md); a pinned table keeps its size
+  --sync-peer ADDR:PORT  send this director's new connections and their state changes to another director
+                         (repeatable; UDP, authenticated with --sync-key; docs/sync.md)
+  --sync-listen ADDR:PORT receive the connections of other directors here (UDP)
+  --sync-key FILE        the shared key of connection sync (mode 0600, at least 16 bytes; the same file on
+                         every director); required with --sync-peer or --sync-listen
   --xdp-mode MODE        auto (native, else generic with a warning), native or generic (default auto)
   --log-level LEVEL      debug, info, warn or error (default info)
   --detach               detach the program from the interfaces, remove the pins and exit
@@ -41,6 +46,8 @@ export interface DaemonArgs {
   /** --conn-table-size: max_entries of `conns` (and `nat_reverse`); undefined: the object's. */
   connTableSize?: number;
   logLevel: Level;
+  /** Connection sync between directors (src/sync): undefined without --sync-peer / --sync-listen. */
+  sync?: { peers: { host: string; port: number }[]; listen?: { host: string; port: number }; keyFile: string };
   detach: boolean;
   help: boolean;
 }
@@ -55,6 +62,34 @@ function connTableSize(text: string | undefined): number | undefined {
   const n = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
   if (!Number.isInteger(n) || n < 1024 || n > 1 << 27) throw usageError(`--conn-table-size must be a whole number 1024..${1 << 27}, not "${text}"`);
   return n;
+}
+
+/** ADDR:PORT (IPv6 as [ADDR]:PORT) of --sync-peer / --sync-listen: a literal address and a port 1..65535. */
+function syncEndpoint(flag: string, text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) throw usageError(`${flag} wants ADDR:PORT (IPv6 as [ADDR]:PORT, port 1..65535), not "${text}"`);
+  try {
+    return { host: parseAddress(m[1] ?? m[2]).text, port };
+  } catch (e) {
+    throw usageError(`${flag} ${text}: ${(e as Error).message}`);
+  }
+}
+
+function syncArgs(peers: string[], listen: string | undefined, keyFile: string | undefined): DaemonArgs['sync'] {
+  if (peers.length === 0 && listen === undefined) {
+    if (keyFile !== undefined) throw usageError('--sync-key needs --sync-peer or --sync-listen');
+    return undefined;
+  }
+  if (keyFile === undefined) throw usageError('connection sync (--sync-peer, --sync-listen) needs --sync-key FILE');
+  const out = { peers: peers.map((p) => syncEndpoint('--sync-peer', p)), listen: listen === undefined ? undefined : syncEndpoint('--sync-listen', listen), keyFile };
+  const seen = new Set<string>();
+  for (const p of out.peers) {
+    const id = `${p.host} ${p.port}`;
+    if (seen.has(id)) throw usageError(`--sync-peer ${p.host}:${p.port} given twice`);
+    seen.add(id);
+  }
+  return out;
 }
 
 export function parseDaemonArgs(argv: string[]): DaemonArgs {
@@ -73,6 +108,9 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
         role: { type: 'string', default: 'director' },
         'xdp-mode': { type: 'string', default: 'auto' },
         'conn-table-size': { type: 'string' },
+        'sync-peer': { type: 'string', multiple: true },
+        'sync-listen': { type: 'string' },
+        'sync-key': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
         detach: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -126,6 +164,7 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
     xdpMode: mode,
     connTableSize: connTableSize(values['conn-table-size']),
     logLevel: level as Level,
+    sync: syncArgs(values['sync-peer'] ?? [], values['sync-listen'], values['sync-key']),
     detach: values.detach ?? false,
     help,
   };

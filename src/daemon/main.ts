@@ -13,7 +13,7 @@ import { KeepalivedLoader } from '../keepalived/apply.js';
 import { Balancer } from '../lb/balancer.js';
 import { ESTIMATOR_INTERVAL_MS } from '../lb/rates.js';
 import { attachXdp, detachXdp, ensureBpffs, loadObject, pinDirFor, removePins, type LoadedObject } from '../loader/program.js';
-import { LB_MAPS, LbMaps } from '../maps/lb-maps.js';
+import { LbMaps, directorMapShapes } from '../maps/lb-maps.js';
 import { createLogger, type Logger } from '../log.js';
 import { getLink } from '../net/iproute.js';
 import { natForwardingWarner } from '../net/forwarding.js';
@@ -25,6 +25,8 @@ import { readState, writeState } from './state-file.js';
 import { wantsRealServerRole } from '../realserver/args.js';
 import { realServerMain } from '../realserver/main.js';
 import { loadOrCreateToken } from './token.js';
+import { ConnSync, disableSyncEvents } from '../sync/conn-sync.js';
+import { loadSyncKey } from '../sync/key.js';
 
 /** IPVS's default timeouts (ipvsadm -L --timeout: 900 120 300), plus its SYN_RECV and CLOSE ones. */
 const IPVS_TIMEOUTS = { tcp_timeout: 900, tcpfin_timeout: 120, udp_timeout: 300, syn_timeout: 60, close_timeout: 10 };
@@ -54,13 +56,15 @@ async function detach(args: DaemonArgs, log: Logger): Promise<void> {
 const CONN_UPKEEP_MS = 1000;
 
 async function run(args: DaemonArgs, log: Logger): Promise<void> {
+  // Read before anything is created: a key file anyone may read stops the start and leaves nothing behind.
+  const syncKey = args.sync ? loadSyncKey(args.sync.keyFile) : undefined;
   const links = await Promise.all(args.interfaces.map((n) => getLink(n)));
   const pinDir = pinDirFor(args.interfaces[0]);
   const fs = ensureBpffs(pinDir);
   if (fs.message) log('info', fs.message);
 
   const token = loadOrCreateToken(args.tokenFile);
-  const expectShapes = Object.fromEntries(Object.values(LB_MAPS).map((m) => [m.name, { keySize: m.keySize, valueSize: m.valueSize }]));
+  const expectShapes = directorMapShapes();
   const obj: LoadedObject = loadConnTableSized({ objectPath: LB_OBJECT, pinDir, programName: LB_PROGRAM, expectShapes }, args.connTableSize, args.interfaces[0]);
   const attached = links.map((link) => {
     const r = attachXdp(link.ifindex, obj.programFd, args.xdpMode, { replace: true });
@@ -99,7 +103,15 @@ async function run(args: DaemonArgs, log: Logger): Promise<void> {
     : undefined;
   if (reload) await reload();
 
-  const app = createApp({ balancer, token, info: () => ({ version: VERSION, interfaces: attached }), log, processMetrics: true, reload });
+  // Connection sync with the other directors (docs/sync.md).
+  const sync =
+    args.sync && syncKey
+      ? await ConnSync.start({ backend: obj.backend, directory: () => balancer.syncDirectory(), key: syncKey, listen: args.sync.listen, peers: args.sync.peers, log })
+      : undefined;
+  if (sync) log('info', 'connection sync on', { listen: sync.status().listen, peers: sync.status().peers });
+  else disableSyncEvents(obj.backend);
+
+  const app = createApp({ balancer, token, info: () => ({ version: VERSION, interfaces: attached }), log, processMetrics: true, reload, sync: sync && (() => sync.status()) });
   const server = serve({ fetch: app.fetch, hostname: args.listenHost, port: args.listenPort });
   await new Promise<void>((resolve, reject) => {
     server.once('listening', () => resolve());
@@ -145,6 +157,7 @@ async function run(args: DaemonArgs, log: Logger): Promise<void> {
     clearInterval(timer);
     clearInterval(rateTimer);
     clearInterval(upkeepTimer);
+    sync?.stop();
     rmSync(runtimeFile, { force: true });
     server.close();
     obj.close();

@@ -33,12 +33,13 @@ import {
 } from './model.js';
 import type { NeighbourResolver, NextHop } from './neighbour.js';
 import { buildSchedule, parseScheduler, type SchedulerInfo } from './schedulers.js';
-import { SchedState, checkThreshold, readConnections, serviceFlagBits, type DestCounts, type DestInfo, type DestAddress, type ServiceInfo } from './sched-sync.js';
+import { SchedState, checkThreshold, serviceFlagBits, type DestCounts, type DestInfo, type DestAddress, type ServiceInfo } from './sched-sync.js';
 import { checkPersistent, checkServicePort, isPrefixVip, netmaskText, parseNetmask, parseVip, parseVipEndpoint } from './vip.js';
 import type { ConnectionView, TimeoutsView } from './model.js';
 import { planConfig, rehearsalMaps, runSteps, summarise, type ConfigTarget } from './config.js';
 import type { ConfigChanges, ConfigService, ConfigView } from './model.js';
 import { RateEstimator } from './rates.js';
+import { RingTables } from './ring-tables.js';
 
 /** ipvsadm's MAX_TIMEOUT for --set (31 days). */
 const MAX_TIMEOUT = 86400 * 31;
@@ -89,8 +90,6 @@ interface Service {
   scheduler: SchedulerInfo;
   flags: string[];
   id: number;
-  /** Which of the service's two ring slots packets use now (0 or 1). */
-  activeSlot: 0 | 1;
   /** Insertion order is scheduling order for rr and wrr. */
   servers: Map<string, RealServer>;
   /** -p: persistence timeout in seconds, 0 when not persistent; -M as a prefix length. */
@@ -205,6 +204,8 @@ export class Balancer {
   private readonly tunnelSources: Partial<Record<Family, IpAddress>> = {};
   /** dest_sched, persistence, prefix services, count corrections (src/lb/sched-sync.ts). */
   private readonly sched: SchedState;
+  /** Every service's schedule tables in `rings` (src/lb/ring-tables.ts). */
+  private readonly rings: RingTables;
 
   constructor(
     private readonly maps: LbMaps,
@@ -215,6 +216,7 @@ export class Balancer {
     this.freeDestIds = Array.from({ length: maps.maxDests }, (_, i) => i);
     this.nowNs = opts.nowNs ?? (() => Number(process.hrtime.bigint()));
     this.sched = new SchedState(maps.backend);
+    this.rings = new RingTables(maps);
     for (const [family, text] of Object.entries(opts.tunnelSources ?? {}) as [Family, string | undefined][]) {
       if (text === undefined) continue;
       const a = parseAddress(text);
@@ -300,17 +302,20 @@ export class Balancer {
   // ---- reads ---------------------------------------------------------------------------------------------
 
   listServices(): ServiceView[] {
-    const counts = this.connCounts();
-    return [...this.services.values()].map((s) => this.view(s, counts));
+    const all = [...this.services.values()];
+    const counts = this.liveCounts(all.flatMap((s) => [...s.servers.values()]), all.some((s) => s.persistent > 0));
+    return all.map((s) => this.view(s, counts));
   }
 
   getService(name: string): ServiceView {
-    return this.view(this.findService(name), this.connCounts());
+    const svc = this.findService(name);
+    return this.view(svc, this.liveCounts(svc.servers.values(), svc.persistent > 0));
   }
 
   getServer(svcName: string, rsName: string): RealServerView {
     const svc = this.findService(svcName);
-    return this.serverView(this.findServer(svc, rsName), this.connCounts());
+    const rs = this.findServer(svc, rsName);
+    return this.serverView(rs, this.liveCounts([rs], svc.persistent > 0));
   }
 
   get connTableSize(): number {
@@ -321,9 +326,15 @@ export class Balancer {
     return this.maps.reasonCounts();
   }
 
-  /** Active (ESTABLISHED), inactive connections and templates per destination id, from the live tables. */
-  private connCounts(): Map<number, DestCounts> {
-    return SchedState.count(readConnections(this.maps.conns), this.sched.maps.persistEntries(), this.destInfo(), this.nowNs());
+  /**
+   * Active (ESTABLISHED) and inactive connections of these real servers as the data plane's schedulers count them
+   * (no walk of the connection table, whose size would make every request pay for it: src/lb/sched-sync.ts
+   * liveCounts), and their persistence templates when `templates` (a walk of the template table).
+   */
+  private liveCounts(servers: Iterable<RealServer>, templates = false): Map<number, DestCounts> {
+    const gens = new Map<number, number>();
+    for (const rs of servers) gens.set(rs.destId, rs.gen);
+    return this.sched.liveCounts(gens, templates ? this.sched.maps.persistEntries() : [], this.nowNs());
   }
 
   /** Every destination slot of a real server now, with what upkeep and listings need of it. */
@@ -346,6 +357,20 @@ export class Balancer {
   /** ipvsadm -Lnc: live connections and persistence templates. */
   listConnections(): ConnectionView[] {
     return this.sched.listConnections(this.maps.conns, this.serviceInfo(), this.destInfo(), this.nowNs());
+  }
+
+  /**
+   * Connection sync (src/sync): every service's data-plane id and its real servers' destination slots, as of now.
+   * Peers name services and real servers by address (their ids differ); this maps both ways.
+   */
+  syncDirectory(): { id: number; protocol: Protocol; address: IpAddress; port: number; servers: { destId: number; gen: number; address: IpAddress; port: number; method: Method }[] }[] {
+    return [...this.services.values()].map((s) => ({
+      id: s.id,
+      protocol: s.protocol,
+      address: s.address,
+      port: s.port,
+      servers: [...s.servers.values()].map((rs) => ({ destId: rs.destId, gen: rs.gen, address: rs.address, port: rs.port, method: rs.method })),
+    }));
   }
 
   /**
@@ -428,7 +453,7 @@ export class Balancer {
   // ---- services ------------------------------------------------------------------------------------------
 
   addService(spec: ServiceSpec): Promise<ServiceView> {
-    return this.serial(() => {
+    return this.serial(async () => {
       const protocol = checkProtocol(spec.protocol);
       const address = parseVip(spec.address);
       const persistent = checkPersistent(spec.persistent);
@@ -440,12 +465,12 @@ export class Balancer {
       if (this.services.has(name)) throw new XdpvsError(ErrorCode.Exists, `service ${name} already exists`, { service: name });
       const id = this.freeServiceIds.shift();
       if (id === undefined) throw new XdpvsError(ErrorCode.Capacity, `no room for another service (the data plane holds ${this.maps.maxServices})`);
-      const svc: Service = { protocol, address, port, scheduler, flags, id, activeSlot: 0, servers: new Map(), persistent, netmask };
+      const svc: Service = { protocol, address, port, scheduler, flags, id, servers: new Map(), persistent, netmask };
       try {
         this.maps.resetSchedState(id);
         this.maps.zeroServiceStats(id);
         this.sched.forgetService(id);
-        this.publish(svc, []);
+        await this.publish(svc, []);
       } catch (e) {
         this.freeServiceIds.unshift(id);
         throw e;
@@ -458,7 +483,7 @@ export class Balancer {
   }
 
   editService(name: string, patch: ServicePatch): Promise<ServiceView> {
-    return this.serial(() => {
+    return this.serial(async () => {
       const svc = this.findService(name);
       const scheduler = patch.scheduler !== undefined ? parseScheduler(patch.scheduler) : svc.scheduler;
       const flags = patch.flags !== undefined ? checkFlags(scheduler, patch.flags) : checkFlags(scheduler, svc.flags);
@@ -466,7 +491,7 @@ export class Balancer {
       const netmask = patch.netmask !== undefined || patch.persistent !== undefined ? parseNetmask(patch.netmask, svc.address.family) : svc.netmask;
       checkServicePort(svc.port, persistent);
       const next: Service = { ...svc, scheduler, flags, persistent, netmask };
-      this.publish(next, [...svc.servers.values()]);
+      await this.publish(next, [...svc.servers.values()]);
       // Another netmask or no persistence: the templates made under the old one no longer apply.
       if (persistent !== svc.persistent || netmask !== svc.netmask) this.sched.maps.flushPersist(svc.id);
       if (scheduler !== svc.scheduler) this.sched.maps.flushLblc(svc.id);
@@ -474,42 +499,46 @@ export class Balancer {
       svc.flags = flags;
       svc.persistent = persistent;
       svc.netmask = netmask;
-      svc.activeSlot = next.activeSlot;
       this.changed();
-      return this.view(svc, this.connCounts());
+      return this.view(svc, this.liveCounts(svc.servers.values()));
     });
   }
 
   deleteService(name: string): Promise<void> {
-    return this.serial(() => {
+    return this.serial(async () => {
       const svc = this.findService(name);
-      this.removeService(svc);
+      await this.removeServices([svc]);
       this.changed();
     });
   }
 
   /** ipvsadm -C. */
   clear(): Promise<number> {
-    return this.serial(() => {
+    return this.serial(async () => {
       const n = this.services.size;
-      for (const svc of [...this.services.values()]) this.removeService(svc);
+      await this.removeServices([...this.services.values()]);
       this.changed();
       return n;
     });
   }
 
-  private removeService(svc: Service): void {
-    if (isPrefixVip(svc.address)) this.sched.deletePrefixService(svc);
-    else this.maps.deleteService(this.serviceKey(svc));
-    this.sched.forgetService(svc.id);
-    this.maps.clearRing(svc.id * 2);
-    this.maps.clearRing(svc.id * 2 + 1);
-    // Destination records stay (quarantined) so that packets already in flight find them; ids are reused last.
-    for (const rs of svc.servers.values()) this.retireDest(rs);
-    this.services.delete(serviceName(svc.protocol, svc.address, svc.port));
+  private async removeServices(gone: Service[]): Promise<void> {
+    for (const svc of gone) {
+      if (isPrefixVip(svc.address)) this.sched.deletePrefixService(svc);
+      else this.maps.deleteService(this.serviceKey(svc));
+      this.sched.forgetService(svc.id);
+      // Destination records stay (quarantined) so that packets already in flight find them; ids are reused last.
+      for (const rs of svc.servers.values()) this.retireDest(rs);
+      this.services.delete(serviceName(svc.protocol, svc.address, svc.port));
+    }
     this.sched.setWild([...this.services.values()]);
-    this.freeServiceIds.push(svc.id);
-    void this.releaseUnused([...svc.servers.values()]);
+    // The tables leave `rings` (one grace period for all of them) before the ids can name another service's.
+    const emptied = await Promise.allSettled(gone.map((svc) => this.rings.forget(svc.id)));
+    for (const r of emptied) {
+      if (r.status === 'rejected') this.opts.log?.('warn', `could not empty a removed service's schedule tables: ${(r.reason as Error).message}`);
+    }
+    for (const svc of gone) this.freeServiceIds.push(svc.id);
+    void this.releaseUnused(gone.flatMap((svc) => [...svc.servers.values()]));
   }
 
   // ---- real servers --------------------------------------------------------------------------------------
@@ -537,7 +566,7 @@ export class Balancer {
       try {
         this.maps.zeroDestStats(destId);
         this.writeDest(svc, rs);
-        this.publish(svc, [...svc.servers.values(), rs]);
+        await this.publish(svc, [...svc.servers.values(), rs]);
       } catch (e) {
         this.maps.clearDest(destId);
         this.freeDestIds.unshift(destId);
@@ -551,7 +580,7 @@ export class Balancer {
   }
 
   editServer(svcName: string, rsName: string, patch: RealServerPatch): Promise<RealServerView> {
-    return this.serial(() => {
+    return this.serial(async () => {
       const svc = this.findService(svcName);
       const rs = this.findServer(svc, rsName);
       const weight = patch.weight !== undefined ? checkWeight(patch.weight) : rs.weight;
@@ -568,7 +597,7 @@ export class Balancer {
       try {
         if (newPath) this.maps.zeroDestStats(next.destId);
         this.writeDest(svc, next);
-        this.publish(svc, [...svc.servers.values()].map((x) => (x === rs ? next : x)));
+        await this.publish(svc, [...svc.servers.values()].map((x) => (x === rs ? next : x)));
       } catch (e) {
         if (newPath) this.freeDestIds.unshift(next.destId);
         throw e;
@@ -576,15 +605,15 @@ export class Balancer {
       if (newPath) this.retireDest(rs);
       Object.assign(rs, next);
       this.changed();
-      return this.serverView(rs, this.connCounts());
+      return this.serverView(rs, this.liveCounts([rs]));
     });
   }
 
   deleteServer(svcName: string, rsName: string): Promise<void> {
-    return this.serial(() => {
+    return this.serial(async () => {
       const svc = this.findService(svcName);
       const rs = this.findServer(svc, rsName);
-      this.publish(svc, [...svc.servers.values()].filter((x) => x !== rs));
+      await this.publish(svc, [...svc.servers.values()].filter((x) => x !== rs));
       svc.servers.delete(formatEndpoint(rs.address, rs.port));
       this.retireDest(rs);
       void this.releaseUnused([rs]);
@@ -597,12 +626,12 @@ export class Balancer {
    * scheduled or with what weight (connections already established keep their real server). Not persisted.
    */
   setServerHealth(svcName: string, rsName: string, health: ServerHealth | undefined): Promise<void> {
-    return this.serial(() => {
+    return this.serial(async () => {
       const svc = this.findService(svcName);
       const rs = this.findServer(svc, rsName);
       const before = effectiveWeight(rs);
       rs.health = health;
-      if (effectiveWeight(rs) !== before) this.publish(svc, [...svc.servers.values()]);
+      if (effectiveWeight(rs) !== before) await this.publish(svc, [...svc.servers.values()]);
     });
   }
 
@@ -624,7 +653,7 @@ export class Balancer {
         if (wasUsable !== this.canForward(rs)) touched.add(svc);
         this.opts.log?.('info', `real server ${rs.address.text}: next hop now ${macText(hop.mac) ?? 'unresolved'} via ${hop.ifname}`);
       }
-      for (const svc of touched) this.publish(svc, [...svc.servers.values()]);
+      await settleAll([...touched].map((svc) => this.publish(svc, [...svc.servers.values()])));
       return touched.size;
     });
   }
@@ -659,10 +688,11 @@ export class Balancer {
   }
 
   /**
-   * Builds the schedule table of `servers` into the slot packets do not use, then switches the service record
-   * to it in one update, then drops the old table. Sets svc.activeSlot on success.
+   * Builds the schedule table of `servers`, writes what differs into a table of the service that packets do not
+   * read, then switches the service record to it in one update (src/lb/ring-tables.ts). Resolves once packets
+   * see the new table.
    */
-  private publish(svc: Service, servers: RealServer[]): void {
+  private async publish(svc: Service, servers: RealServer[]): Promise<void> {
     // Weight 0 too: the sh and dh tables hold them (refused at lookup, as IPVS); the other builders leave them out.
     const eligible = servers.filter((rs) => this.canForward(rs));
     // What the count-reading schedulers and thresholds read of each server, before the table that names it.
@@ -672,22 +702,14 @@ export class Balancer {
       svc.scheduler.name,
       eligible.map((rs) => ({ key: formatEndpoint(rs.address, rs.port), weight: effectiveWeight(rs) })),
     );
-    const destIds = Uint32Array.from(table, (i) => eligible[i].destId);
-    const nextSlot: 0 | 1 = svc.activeSlot === 0 ? 1 : 0;
-    const ringSlot = svc.id * 2 + nextSlot;
-    if (destIds.length > 0) this.maps.writeRing(ringSlot, destIds);
-    const record = {
-      id: svc.id,
-      sched: svc.scheduler.id,
-      flags: serviceFlagBits({ flags: svc.flags, persistent: svc.persistent, thresholds: servers.some((rs) => rs.upper > 0) }),
-      ring_slot: ringSlot,
-      ring_len: destIds.length,
-    };
-    if (isPrefixVip(svc.address)) this.sched.putPrefixService(svc, record);
-    else this.maps.putService(this.serviceKey(svc), record);
-    this.maps.clearRing(svc.id * 2 + svc.activeSlot);
-    if (destIds.length === 0) this.maps.clearRing(ringSlot);
-    svc.activeSlot = nextSlot;
+    const destIds = new Uint32Array(table.length);
+    for (let i = 0; i < table.length; i++) destIds[i] = eligible[table[i]].destId;
+    const flags = serviceFlagBits({ flags: svc.flags, persistent: svc.persistent, thresholds: servers.some((rs) => rs.upper > 0) });
+    await this.rings.publish(svc.id, destIds, (slot, len) => {
+      const record = { id: svc.id, sched: svc.scheduler.id, flags, ring_slot: slot, ring_len: len };
+      if (isPrefixVip(svc.address)) this.sched.putPrefixService(svc, record);
+      else this.maps.putService(this.serviceKey(svc), record);
+    });
   }
 
   private allocDest(): number {
@@ -892,16 +914,20 @@ export class Balancer {
       this.nextGen = Math.max(state.nextGen, 1);
 
       const wanted = new Set<string>();
+      const publishes: Promise<void>[] = [];
+      try {
       for (const s of state.services) {
         const protocol = checkProtocol(s.protocol);
         const address = parseVip(s.address);
         const scheduler = parseScheduler(s.scheduler);
         const persistent = checkPersistent(s.persistent);
         const netmask = parseNetmask(s.netmask, address.family);
-        const svc: Service = { protocol, address, port: checkServicePort(s.port, persistent), scheduler, flags: checkFlags(scheduler, s.flags), id: s.id, activeSlot: 0, servers: new Map(), persistent, netmask };
+        const svc: Service = { protocol, address, port: checkServicePort(s.port, persistent), scheduler, flags: checkFlags(scheduler, s.flags), id: s.id, servers: new Map(), persistent, netmask };
         const current = isPrefixVip(address) ? this.sched.getPrefixService(svc) : this.maps.getService(this.serviceKey(svc));
-        if (current && current.id === svc.id) svc.activeSlot = (current.ring_slot - svc.id * 2 === 1 ? 1 : 0);
-        else {
+        const adopted = current !== undefined && current.id === svc.id;
+        // The pinned tables of this id: the one the record points at goes on serving until the first switch.
+        this.rings.adopt(svc.id, adopted && current.ring_len > 0 ? current.ring_slot : undefined);
+        if (!adopted) {
           this.maps.resetSchedState(svc.id);
           this.maps.zeroServiceStats(svc.id);
         }
@@ -919,10 +945,14 @@ export class Balancer {
           this.writeDest(svc, rs);
           svc.servers.set(formatEndpoint(rsAddr, r.port), rs);
         }
-        this.publish(svc, [...svc.servers.values()]);
+        // All services at once: the grace periods and placements they wait for are shared.
+        publishes.push(this.publish(svc, [...svc.servers.values()]));
         const name = serviceName(protocol, address, svc.port);
         this.services.set(name, svc);
         wanted.add(name);
+      }
+      } finally {
+        await settleAll(publishes);
       }
       for (const key of this.maps.serviceKeys()) {
         const addr = addressFromData(key.addr, key.family);
@@ -935,6 +965,8 @@ export class Balancer {
         if (!wanted.has(serviceName(key.proto === IPPROTO_TCP ? 'tcp' : 'udp', vip, key.port))) this.sched.maps.deletePrefixService(key);
       }
       this.sched.setWild([...this.services.values()]);
+      // Tables of services the state does not have, and spare tables of the last run that no record points at.
+      await this.rings.dropUnowned();
       if (state.timeouts) {
         const cur = this.maps.getConfig();
         this.maps.setConfig({ ...cur, tcp_timeout: state.timeouts.tcp, tcpfin_timeout: state.timeouts.tcpfin, udp_timeout: state.timeouts.udp });
@@ -942,6 +974,13 @@ export class Balancer {
       this.changed();
     });
   }
+}
+
+/** Waits for every promise, then throws the first failure (none is left running unobserved). */
+async function settleAll(all: Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(all);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /** Rate estimator keys: a reused service id or destination slot starts a new estimate. */

@@ -226,6 +226,27 @@ export class SchedState {
   }
 
   /**
+   * ActiveConn and InActConn of each destination (id -> generation) as the data plane's schedulers see them: its
+   * counters plus the upkeep's corrections, i.e. exact as of the last upkeep round plus every connection start and
+   * state change since (one that expired or was evicted since is still counted until the next round, at most a
+   * second later). Two lookups per destination instead of a walk of the connection table. Templates are counted
+   * from `templates` (the persistence table, which only persistent services fill).
+   */
+  liveCounts(gens: ReadonlyMap<number, number>, templates: readonly PersistEntry[], nowNs: number): Map<number, DestCounts> {
+    const out = new Map<number, DestCounts>();
+    for (const id of gens.keys()) {
+      const dc = this.maps.getDestConns(id);
+      const ds = this.maps.getDestSched(id);
+      out.set(id, { active: effectiveCount(dc.active, ds.active_adj), inactive: effectiveCount(dc.inactive, ds.inactive_adj), persist: 0 });
+    }
+    for (const { value } of templates) {
+      const c = out.get(value.dest_id);
+      if (c && value.expires_ns > nowNs && gens.get(value.dest_id) === value.dest_gen) c.persist++;
+    }
+    return out;
+  }
+
+  /**
    * One round of upkeep (xdpvsd runs it every second):
    *  - the data plane's counters (dest_conns) see connections start and change state, but not leave by expiry or
    *    LRU eviction: each destination's correction becomes (true count from the table) - (its counter). When the
@@ -347,6 +368,11 @@ function templateKey(flow: FlowKeyV, svcId: number, netmask: number): SvcAddrKey
   const addr = Buffer.alloc(16);
   for (let i = 0; i < 16; i++) addr[i] = flow.src[i] & mask[i];
   return { addr, svc_id: svcId, family: flow.family };
+}
+
+/** A counter plus its correction as the data plane reads them (bpf/sched_lc.h conns_effective): never below 0. */
+function effectiveCount(counted: number, adj: number): number {
+  return Math.max(0, ((counted + adj) | 0));
 }
 
 /** A difference of u32 counters as the data plane adds it back: signed 32 bits. */

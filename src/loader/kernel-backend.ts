@@ -17,6 +17,7 @@ import {
   isPerCpuType,
   mapCreate,
   mapDeleteElem,
+  mapDeleteElemAsync,
   mapGetFdById,
   mapGetNextKey,
   mapInfo,
@@ -24,8 +25,11 @@ import {
   mapLookupElem,
   mapUpdateBatch,
   mapUpdateElem,
+  mapUpdateBatchAsync,
+  mapUpdateElemAsync,
   numPossibleCpus,
   objGet,
+  rcuGracePeriodAsync,
 } from './libbpf.js';
 
 let cpuCount: number | undefined;
@@ -234,32 +238,33 @@ export class KernelMap implements InnerMap {
     }
   }
 
-  updateBatch(keys: Buffer[], values: Buffer[]): void {
-    if (keys.length !== values.length) {
+  updateBatch(keys: Buffer, values: Buffer): void {
+    const count = keys.length / this.keySize;
+    if (!Number.isInteger(count) || values.length !== count * this.#valueBytes) {
       throw new XdpvsError(
         ErrorCode.Map,
-        `map "${this.name}": bpf_map_update_batch: ${keys.length} keys but ${values.length} values`,
-        { op: 'bpf_map_update_batch', map: this.name, keys: keys.length, values: values.length },
+        `map "${this.name}": bpf_map_update_batch: ${keys.length} bytes of keys and ${values.length} bytes of values ` +
+          `do not make whole entries of ${this.keySize}-byte keys and ${this.#valueBytes}-byte values`,
+        { op: 'bpf_map_update_batch', map: this.name, keyBytes: keys.length, valueBytes: values.length },
       );
     }
-    if (keys.length === 0) return;
-    keys.forEach((k) => this.#checkLen('bpf_map_update_batch', 'key', k, this.keySize));
-    values.forEach((v) => this.#checkLen('bpf_map_update_batch', 'value', v, this.#valueBytes));
+    if (count === 0) return;
     if (!isMapInMapType(this.type)) {
-      const r = mapUpdateBatch(this.#live(), Buffer.concat(keys), Buffer.concat(values), keys.length, BPF_ANY);
+      const r = mapUpdateBatch(this.#live(), keys, values, count, BPF_ANY);
       if (r.ret >= 0) return;
       const e = -r.ret;
       if (e !== errno.EINVAL && e !== errno.ENOTSUPP && e !== errno.EOPNOTSUPP) {
-        throw this.#fail('bpf_map_update_batch', r.ret, `batch update of ${keys.length} entries failed`, {
-          count: keys.length,
-        });
+        throw this.#fail('bpf_map_update_batch', r.ret, `batch update of ${count} entries failed`, { count });
       }
       // ENOTSUPP: the map type has no batch operation; EINVAL: one element was refused, or the kernel refused
       // the batch before starting. The count libbpf hands back is only written by the kernel once it started,
       // so it cannot say where to resume: start over, one by one (BPF_ANY makes rewriting harmless). The loop
       // also names the element the kernel refuses.
     }
-    for (let i = 0; i < keys.length; i++) this.update(keys[i]!, values[i]!);
+    const vb = this.#valueBytes;
+    for (let i = 0; i < count; i++) {
+      this.update(keys.subarray(i * this.keySize, (i + 1) * this.keySize), values.subarray(i * vb, (i + 1) * vb));
+    }
   }
 
   close(): void {
@@ -419,6 +424,38 @@ export class KernelMapBackend implements MapBackend {
       });
     }
     return new KernelMap(`${outer}[${index}]`, fd, true);
+  }
+
+  async placeInners(outer: string, slots: readonly { index: number; inner: InnerMap | null }[]): Promise<void> {
+    const fd = kernelMapFd(this.#outer(outer));
+    const sets = slots.filter((s) => s.inner !== null);
+    const dels = slots.filter((s) => s.inner === null);
+    const one = async ({ index, inner }: { index: number; inner: InnerMap | null }): Promise<void> => {
+      const ret = inner ? await mapUpdateElemAsync(fd, u32(index), u32(kernelMapFd(inner)), BPF_ANY) : await mapDeleteElemAsync(fd, u32(index));
+      // An empty slot is what a delete wants.
+      if (ret >= 0 || (!inner && ret === -errno.ENOENT)) return;
+      const what = inner ? `cannot place an inner map in slot ${index}` : `cannot empty slot ${index}`;
+      throw cError(ErrorCode.Map, inner ? 'bpf_map_update_elem' : 'bpf_map_delete_elem', ret, `map "${outer}": ${what}`, {
+        map: outer,
+        index,
+        ...(inner ? { inner: inner.name, innerEntries: inner.maxEntries } : {}),
+      });
+    };
+    const placeAll = async (): Promise<void> => {
+      if (sets.length <= 1) return Promise.all(sets.map(one)).then(() => undefined);
+      const keys = Buffer.concat(sets.map((s) => u32(s.index)));
+      const values = Buffer.concat(sets.map((s) => u32(kernelMapFd(s.inner!))));
+      const r = await mapUpdateBatchAsync(fd, keys, values, sets.length, BPF_ANY);
+      if (r.ret >= 0) return;
+      // No batch update for this map type on this kernel, or one slot refused: one by one names the culprit.
+      for (const s of sets) await one(s);
+    };
+    await Promise.all([placeAll(), ...dels.map(one)]);
+  }
+
+  async gracePeriod(): Promise<void> {
+    const ret = await rcuGracePeriodAsync();
+    if (ret < 0) throw cError(ErrorCode.Bpf, 'membarrier', ret, 'cannot wait for an RCU grace period (MEMBARRIER_CMD_GLOBAL)');
   }
 
   close(): void {

@@ -777,6 +777,63 @@ export function ifIndexToName(ifindex: number): string | undefined {
   return buf.toString('utf8', 0, end < 0 ? buf.length : end);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Calls that wait for an RCU grace period, run on koffi's worker threads so the event loop goes on meanwhile
+// (schedule-table publishing, src/lb/ring-tables.ts). Each takes its own copies of keys and values.
+
+/** __NR_membarrier on x86_64 and MEMBARRIER_CMD_GLOBAL (linux/membarrier.h): returns after synchronize_rcu(). */
+const NR_MEMBARRIER = 324;
+const MEMBARRIER_CMD_GLOBAL = 1;
+// syscall(2) is variadic; declared with fixed integer arguments, which the x86_64 ABI passes the same way.
+const syscall4 = libc.func('long syscall(long nr, long a, long b, long c)');
+
+function callAsync(fn: { async: (...args: any[]) => any }, ...args: unknown[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fn.async(...args, (err: unknown, ret: number | bigint) => (err ? reject(err) : resolve(Number(ret))));
+  });
+}
+
+/**
+ * membarrier(MEMBARRIER_CMD_GLOBAL) on a worker thread: resolves (0, or -errno) once every CPU has passed an RCU
+ * quiescent state, i.e. every XDP program run that started before the call has ended.
+ */
+export async function rcuGracePeriodAsync(): Promise<number> {
+  const r = await callAsync(syscall4, NR_MEMBARRIER, MEMBARRIER_CMD_GLOBAL, 0, 0);
+  // The worker thread's errno is not visible here; the command only fails where membarrier(2) is missing.
+  return r < 0 ? -osConstants.errno.ENOSYS : 0;
+}
+
+const asyncC = {
+  bpf_map_update_elem: lib.func('bpf_map_update_elem', 'int', ['int', 'void *', 'void *', 'uint64_t']),
+  bpf_map_delete_elem: lib.func('bpf_map_delete_elem', 'int', ['int', 'void *']),
+  // count and opts as plain memory: koffi's in/out conversions do not apply to calls on another thread.
+  bpf_map_update_batch: lib.func('bpf_map_update_batch', 'int', ['int', 'void *', 'void *', 'void *', 'void *']),
+};
+
+/** bpf_map_update_elem on a worker thread (a map-in-map update waits for a grace period in the kernel). */
+export function mapUpdateElemAsync(fd: number, key: Buffer, value: Buffer, flags: number): Promise<number> {
+  return callAsync(asyncC.bpf_map_update_elem, fd, Buffer.from(key), Buffer.from(value), flags);
+}
+
+/**
+ * bpf_map_update_batch on a worker thread (a map-in-map waits for one grace period for the whole batch): `count`
+ * elements packed in keys and values; resolves with ret (0 or -errno) and how many the kernel got through.
+ */
+export async function mapUpdateBatchAsync(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number): Promise<{ ret: number; done: number }> {
+  const inout = Buffer.alloc(4);
+  inout.writeUInt32LE(count);
+  const opts = Buffer.alloc(koffi.sizeof(BpfMapBatchOpts));
+  opts.writeBigUInt64LE(BigInt(opts.length), 0);
+  opts.writeBigUInt64LE(BigInt(elemFlags), 8);
+  const ret = await callAsync(asyncC.bpf_map_update_batch, fd, Buffer.from(keys), Buffer.from(values), inout, opts);
+  return { ret, done: inout.readUInt32LE(0) };
+}
+
+/** bpf_map_delete_elem on a worker thread. */
+export function mapDeleteElemAsync(fd: number, key: Buffer): Promise<number> {
+  return callAsync(asyncC.bpf_map_delete_elem, fd, Buffer.from(key));
+}
+
 /** CLONE_NEWNET (linux/sched.h). */
 const CLONE_NEWNET = 0x40000000;
 
@@ -788,4 +845,65 @@ const CLONE_NEWNET = 0x40000000;
 export function setNetns(fd: number): number {
   const r = c.setns(fd, CLONE_NEWNET) as number;
   return r < 0 ? -(koffi.errno() || errno.EINVAL) : 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Ring buffers (BPF_MAP_TYPE_RINGBUF): the director's connection-sync events, read by src/loader/ring-buffer.ts.
+
+declare const ringBrand: unique symbol;
+/** A libbpf struct ring_buffer *. */
+export type RingPtr = bigint & { readonly [ringBrand]: true };
+
+// int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size). One callback for the process: libbpf calls it
+// synchronously inside ring_buffer__consume, on this thread, so the record goes to whoever is consuming right now.
+const ringSampleProto = koffi.proto('int xdpvs_ring_sample(void *ctx, void *data, size_t size)');
+let ringSink: ((record: Buffer) => void) | null = null;
+let ringSinkError: unknown = null;
+
+function onRingSample(_ctx: unknown, data: unknown, size: number | bigint): number {
+  try {
+    // Copied out: the record's memory belongs to the ring again once this returns.
+    ringSink?.(Buffer.from(new Uint8Array(koffi.view(data, Number(size)))));
+    return 0;
+  } catch (e) {
+    // Nothing may throw through C frames: stop consuming, rethrown by ringBufferConsume.
+    ringSinkError = e;
+    return -1;
+  }
+}
+
+const ringSampleCallback = koffi.register(onRingSample, koffi.pointer(ringSampleProto));
+
+const ringC = {
+  ring_buffer__new: lib.func('ring_buffer__new', 'void *', ['int', koffi.pointer(ringSampleProto), 'void *', 'void *']),
+  ring_buffer__consume: lib.func('ring_buffer__consume', 'int', ['void *']),
+  ring_buffer__free: lib.func('ring_buffer__free', 'void', ['void *']),
+};
+
+/** ring_buffer__new(mapFd, <our callback>, NULL, NULL): the ring, or -errno. */
+export function ringBufferNew(mapFd: number): RingPtr | number {
+  const p = ringC.ring_buffer__new(mapFd, ringSampleCallback, null, null) as bigint | null;
+  return p === null ? -(koffi.errno() || errno.EINVAL) : (p as RingPtr);
+}
+
+/**
+ * ring_buffer__consume: hands every record waiting in the ring to `sink`, in order, without blocking. Returns the
+ * number of records, or -errno. A sink that throws stops the consumption and its error is thrown here.
+ */
+export function ringBufferConsume(rb: RingPtr, sink: (record: Buffer) => void): number {
+  ringSink = sink;
+  ringSinkError = null;
+  try {
+    const n = ringC.ring_buffer__consume(rb) as number;
+    if (ringSinkError !== null) throw ringSinkError;
+    return n;
+  } finally {
+    ringSink = null;
+    ringSinkError = null;
+  }
+}
+
+/** ring_buffer__free. */
+export function ringBufferFree(rb: RingPtr): void {
+  ringC.ring_buffer__free(rb);
 }

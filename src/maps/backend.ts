@@ -25,8 +25,11 @@ export interface BpfMap {
   delete(key: Buffer): boolean;
   /** Every key present (a snapshot taken with get_next_key; hash maps may change under it). */
   keys(): Buffer[];
-  /** Writes many entries in one call where the kernel supports it (array and hash maps). */
-  updateBatch(keys: Buffer[], values: Buffer[]): void;
+  /**
+   * Writes many entries in one call where the kernel supports it (array and hash maps): `keys` holds the keys packed
+   * back to back (keySize bytes each), `values` the values in the same order.
+   */
+  updateBatch(keys: Buffer, values: Buffer): void;
 }
 
 /** A map created at run time to be placed in a map-in-map slot (the schedule tables). */
@@ -47,6 +50,14 @@ export interface MapBackend {
   setInner(outer: string, index: number, inner: InnerMap): void;
   /** The inner map currently in slot index of `outer`, if any (adopting pinned state after a restart). */
   getInner(outer: string, index: number): InnerMap | undefined;
+  /**
+   * Places each inner map into its slot of `outer`, or empties the slot (inner null), without blocking: the kernel
+   * waits for an RCU grace period after every map-in-map change (once for a batch), so this runs off the event loop
+   * and resolves after that wait. Slots must be distinct.
+   */
+  placeInners(outer: string, slots: readonly { index: number; inner: InnerMap | null }[]): Promise<void>;
+  /** Resolves once an RCU grace period has passed: every program run that had started before the call has ended. */
+  gracePeriod(): Promise<void>;
   /** Releases every file descriptor this backend holds (pins and attachments stay). */
   close(): void;
 }

@@ -1,6 +1,8 @@
 // Typed access to the director's maps (names as in bpf/maps.h). The only place that knows which codec each map uses.
 
 import { UpdateFlag, perCpuStride, type BpfMap, type InnerMap, type MapBackend } from './backend.js';
+import { NatGate } from './nat-gate.js';
+import { svcGateOf, SVC_GATE_SIZE, type SvcGate } from './svc-gate.js';
 import { REASONS, type Reason } from './reasons.js';
 import { SCHED_MAPS } from './sched-maps.js';
 import {
@@ -13,6 +15,7 @@ import {
   Service,
   ServiceKey,
   Stats,
+  SyncCtl,
   type ConfigV,
   type ConnV,
   type DestV,
@@ -23,7 +26,7 @@ import {
   type StatsV,
 } from './structs.js';
 
-export type MapKind = 'hash' | 'array' | 'lru_hash' | 'percpu_array' | 'array_of_maps' | 'lpm_trie';
+export type MapKind = 'hash' | 'array' | 'lru_hash' | 'percpu_array' | 'array_of_maps' | 'lpm_trie' | 'ringbuf';
 
 export interface MapSpec {
   name: string;
@@ -44,8 +47,25 @@ export const LB_MAPS = {
   dest_stats: { name: 'dest_stats', kind: 'percpu_array', keySize: 4, valueSize: Stats.size },
   reasons: { name: 'reasons', kind: 'percpu_array', keySize: 4, valueSize: 8 },
   config: { name: 'config', kind: 'array', keySize: 4, valueSize: Config.size },
+  nat_ctl: { name: 'nat_ctl', kind: 'array', keySize: 4, valueSize: 4 },
+  svc_gate: { name: 'svc_gate', kind: 'array', keySize: 4, valueSize: SVC_GATE_SIZE },
   ...SCHED_MAPS,
 } as const satisfies Record<string, MapSpec>;
+
+/**
+ * The connection-sync maps of the same object (src/sync, docs/sync.md). Apart from LB_MAPS because only the kernel
+ * has a ring buffer: the in-memory maps that rehearse configurations have no use for them.
+ */
+export const SYNC_MAPS = {
+  sync_events: { name: 'sync_events', kind: 'ringbuf', keySize: 0, valueSize: 0 },
+  sync_ctl: { name: 'sync_ctl', kind: 'array', keySize: 4, valueSize: SyncCtl.size },
+  sync_drops: { name: 'sync_drops', kind: 'percpu_array', keySize: 4, valueSize: 8 },
+} as const satisfies Record<string, MapSpec>;
+
+/** Key and value sizes of every map of the director object, by name: what the loader checks against the kernel's. */
+export function directorMapShapes(): Record<string, { keySize: number; valueSize: number }> {
+  return Object.fromEntries([...Object.values(LB_MAPS), ...Object.values(SYNC_MAPS)].map((m) => [m.name, { keySize: m.keySize, valueSize: m.valueSize }]));
+}
 
 function u32Key(i: number): Buffer {
   const b = Buffer.alloc(4);
@@ -68,6 +88,25 @@ function sumPerCpu(raw: Buffer | undefined, cpus: number): StatsV {
   return total;
 }
 
+/**
+ * Writes table into inner with one batch update: only the indexes where it differs from `held` (what inner holds
+ * now, null when unknown). Returns how many slots were written.
+ */
+export function writeTableSlots(inner: BpfMap, table: Uint32Array, held: Uint32Array | null): number {
+  const keys = new Uint32Array(table.length);
+  const values = new Uint32Array(table.length);
+  let n = 0;
+  for (let i = 0; i < table.length; i++) {
+    if (held && i < held.length && held[i] === table[i]) continue;
+    keys[n] = i;
+    values[n] = table[i];
+    n++;
+  }
+  // Host byte order, as the kernel takes u32 keys and values.
+  if (n > 0) inner.updateBatch(Buffer.from(keys.buffer, 0, n * 4), Buffer.from(values.buffer, 0, n * 4));
+  return n;
+}
+
 export interface ConnEntry {
   key: FlowKeyV;
   value: ConnV;
@@ -88,6 +127,8 @@ export class LbMaps {
   readonly destStats: BpfMap;
   readonly reasons: BpfMap;
   readonly config: BpfMap;
+  readonly #nat: NatGate;
+  readonly #gate: SvcGate;
 
   constructor(readonly backend: MapBackend) {
     this.services = backend.map(LB_MAPS.services.name);
@@ -100,6 +141,13 @@ export class LbMaps {
     this.reasons = backend.map(LB_MAPS.reasons.name);
     this.config = backend.map(LB_MAPS.config.name);
     backend.map(LB_MAPS.rings.name);
+    this.#nat = new NatGate(backend.map(LB_MAPS.nat_ctl.name), this.maxDests, (id) => this.getDest(id));
+    this.#gate = svcGateOf(backend);
+  }
+
+  /** Whether the data plane checks packets for no service for NAT replies (some destination is NAT). */
+  get natInUse(): boolean {
+    return this.#nat.on;
   }
 
   get maxServices(): number {
@@ -113,14 +161,18 @@ export class LbMaps {
   }
 
   putService(key: ServiceKeyV, svc: ServiceV): void {
-    this.services.update(ServiceKey.encode(key), Service.encode(svc));
+    const k = ServiceKey.encode(key);
+    this.services.update(k, Service.encode(svc));
+    this.#gate.servicePut(k, svc.id);
   }
   getService(key: ServiceKeyV): ServiceV | undefined {
     const raw = this.services.lookup(ServiceKey.encode(key));
     return raw && Service.decode(raw);
   }
   deleteService(key: ServiceKeyV): void {
-    this.services.delete(ServiceKey.encode(key));
+    const k = ServiceKey.encode(key);
+    this.services.delete(k);
+    this.#gate.serviceDeleted(k);
   }
   serviceKeys(): ServiceKeyV[] {
     return this.services.keys().map((k) => ServiceKey.decode(k));
@@ -128,26 +180,25 @@ export class LbMaps {
 
   putDest(id: number, dest: DestV): void {
     this.dests.update(u32Key(id), Dest.encode(dest));
+    this.#nat.written(id, dest.family, dest.method);
   }
   getDest(id: number): DestV {
     return Dest.decode(this.dests.lookup(u32Key(id)) ?? Buffer.alloc(Dest.size));
   }
   clearDest(id: number): void {
     this.dests.update(u32Key(id), Buffer.alloc(Dest.size));
+    this.#nat.written(id, 0, 0);
   }
 
-  /** Writes a complete schedule table (dest ids) into ring slot `slot`, ready before any packet can see it. */
+  /**
+   * Writes a complete schedule table (dest ids) into a new inner map in ring slot `slot`, blocking for the kernel's
+   * grace period (test set-ups; the balancer publishes through src/lb/ring-tables.ts).
+   */
   writeRing(slot: number, destIds: Uint32Array): void {
     if (destIds.length === 0) return;
     const inner: InnerMap = this.backend.createInnerArray(LB_MAPS.rings.name, destIds.length);
     try {
-      const keys: Buffer[] = new Array(destIds.length);
-      const values: Buffer[] = new Array(destIds.length);
-      for (let i = 0; i < destIds.length; i++) {
-        keys[i] = u32Key(i);
-        values[i] = u32Key(destIds[i]);
-      }
-      inner.updateBatch(keys, values);
+      writeTableSlots(inner, destIds, null);
       this.backend.setInner(LB_MAPS.rings.name, slot, inner);
     } finally {
       inner.close();
@@ -157,12 +208,15 @@ export class LbMaps {
   clearRing(slot: number): void {
     this.backend.map(LB_MAPS.rings.name).delete(u32Key(slot));
   }
-  /** The schedule table in slot `slot` (empty when none). */
-  readRing(slot: number): Uint32Array {
+  /**
+   * The schedule table in slot `slot` (empty when none): its first `len` entries (a service's ring_len; the map
+   * may be larger than the table it holds), all of them without.
+   */
+  readRing(slot: number, len?: number): Uint32Array {
     const inner = this.backend.getInner(LB_MAPS.rings.name, slot);
     if (!inner) return new Uint32Array(0);
     try {
-      const out = new Uint32Array(inner.maxEntries);
+      const out = new Uint32Array(Math.min(len ?? inner.maxEntries, inner.maxEntries));
       for (let i = 0; i < out.length; i++) out[i] = inner.lookup(u32Key(i))!.readUInt32LE(0);
       return out;
     } finally {

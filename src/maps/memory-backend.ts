@@ -81,8 +81,13 @@ class MemoryMap implements InnerMap {
     return [...this.entries.keys()].map((k) => Buffer.from(k, 'hex'));
   }
 
-  updateBatch(keys: Buffer[], values: Buffer[]): void {
-    for (let i = 0; i < keys.length; i++) this.update(keys[i], values[i]);
+  updateBatch(keys: Buffer, values: Buffer): void {
+    const count = keys.length / this.keySize;
+    const vb = this.storedSize;
+    if (!Number.isInteger(count) || values.length !== count * vb) {
+      throw this.fail('update_batch', 'EINVAL', `${keys.length} bytes of keys and ${values.length} bytes of values are not whole entries`);
+    }
+    for (let i = 0; i < count; i++) this.update(keys.subarray(i * this.keySize, (i + 1) * this.keySize), values.subarray(i * vb, (i + 1) * vb));
   }
 
   close(): void {}
@@ -129,6 +134,27 @@ export class MemoryMapBackend implements MapBackend {
       return undefined;
     }
     return this.inners.get(`${outer}/${index}`);
+  }
+
+  async placeInners(outer: string, slots: readonly { index: number; inner: InnerMap | null }[]): Promise<void> {
+    await this.gracePeriod();
+    for (const { index, inner } of slots) {
+      if (inner) this.setInner(outer, index, inner);
+      else {
+        const key = Buffer.alloc(4);
+        key.writeUInt32LE(index);
+        this.map(outer).delete(key);
+        this.inners.delete(`${outer}/${index}`);
+      }
+    }
+  }
+
+  /**
+   * No program runs on these maps: a grace period is an already settled promise (callers still see it async; not a
+   * timer, which tests with fake timers would never fire).
+   */
+  gracePeriod(): Promise<void> {
+    return Promise.resolve();
   }
 
   close(): void {}

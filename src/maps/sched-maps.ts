@@ -4,6 +4,7 @@
 import type { BpfMap, MapBackend } from './backend.js';
 import { UpdateFlag } from './backend.js';
 import type { MapSpec } from './lb-maps.js';
+import { svcGateOf } from './svc-gate.js';
 import {
   DestConns,
   DestSched,
@@ -112,14 +113,18 @@ export class SchedMaps {
   }
 
   putPrefixService(key: SvcPrefixKeyV, svc: ServiceV): void {
-    this.svcPrefix.update(SvcPrefixKey.encode(key), Service.encode(svc));
+    const k = SvcPrefixKey.encode(key);
+    this.svcPrefix.update(k, Service.encode(svc));
+    svcGateOf(this.backend).prefixPut(k, svc.id);
   }
   getPrefixService(key: SvcPrefixKeyV): ServiceV | undefined {
     const raw = this.svcPrefix.lookup(SvcPrefixKey.encode(key));
     return raw && Service.decode(raw);
   }
   deletePrefixService(key: SvcPrefixKeyV): void {
-    this.svcPrefix.delete(SvcPrefixKey.encode(key));
+    const k = SvcPrefixKey.encode(key);
+    this.svcPrefix.delete(k);
+    svcGateOf(this.backend).prefixDeleted(k);
   }
   prefixServiceKeys(): SvcPrefixKeyV[] {
     return this.svcPrefix.keys().map((k) => SvcPrefixKey.decode(k));

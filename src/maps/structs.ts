@@ -84,6 +84,36 @@ export const Config = struct('vs_config', {
   pad0: pad(4),
 });
 
+/** Value of `svc_gate` (src/maps/svc-gate.ts builds it: the filter bits are set one by one). */
+export const SvcGateValue = struct('vs_svc_gate', {
+  changed_ns: u64,
+  bits: pad(4096),
+});
+
+/** A record of the `sync_events` ring buffer (src/sync). */
+export const SyncEvent = struct('vs_sync_event', {
+  src: ip16,
+  dst: ip16,
+  sport: be16,
+  dport: be16,
+  proto: u8,
+  family: u8,
+  state: u8,
+  pad0: pad(1),
+  dest_id: u32,
+  dest_gen: u32,
+  svc_id: u32,
+  pad1: pad(4),
+  last_ns: u64,
+  expires_ns: u64,
+});
+
+/** Value of `sync_ctl`. */
+export const SyncCtl = struct('vs_sync_ctl', {
+  enabled: u32,
+  pad0: pad(4),
+});
+
 export type ServiceKeyV = ReturnType<typeof ServiceKey.decode>;
 export type ServiceV = ReturnType<typeof Service.decode>;
 export type DestV = ReturnType<typeof Dest.decode>;
@@ -94,7 +124,7 @@ export type StatsV = ReturnType<typeof Stats.decode>;
 export type ConfigV = ReturnType<typeof Config.decode>;
 
 /** Every shared struct, for the BTF check. */
-export const ALL_STRUCTS = [ServiceKey, Service, Dest, FlowKey, Conn, NatRev, Stats, SchedState, Config, ...SCHED_STRUCTS] as const;
+export const ALL_STRUCTS = [ServiceKey, Service, Dest, FlowKey, Conn, NatRev, Stats, SchedState, Config, SvcGateValue, SyncEvent, SyncCtl, ...SCHED_STRUCTS] as const;
 
 /** enum xdpvs_conn_state, by value. */
 export const CONN_STATES = ['NONE', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE', 'UDP'] as const;

@@ -427,6 +427,24 @@ describe.skipIf(!mustRun)('NAT in xdpvs_lb (BPF_PROG_TEST_RUN)', () => {
     expect(d.maps.natReverseEntries().map((e) => e.key.dport)).toEqual([44000]);
   });
 
+  it('a reply refreshing a connection whose VIP:port now names another service leaves the client\'s side checked', () => {
+    const req: Pkt = { src: CLIENT.ip4, dst: VIP4, proto: 'tcp', sport: 45000, dport: 80 };
+    forwarded('request', req, 8080, RIP4);
+    const ack: Pkt = { ...req, flags: ACK };
+    step('established', fromClient(ack), fib.ifindex.pub, 'REDIRECT', toServer({ ...ack, dst: RIP4, dport: 8080 }), 'fwd_redirect');
+    // VIP:80 removed and added again as service 6 (real server 8, DR); real server 1 keeps its slot while it drains.
+    d.maps.deleteService({ addr: ip16(VIP4), port: 80, proto: IPPROTO_TCP, family: familyOf(VIP4) });
+    const again: Nat = { id: 8, svc: svc(6, VIP4, 80, 'tcp'), rip: RIP4, rport: 80, method: FWD.dr };
+    putDest(again);
+    d.setRing(again.svc, [again.id]);
+    // The real server closes the old connection: its FIN is rewritten back and the entry written (FIN_WAIT)...
+    expect(run(fromServer(reverse({ ...ack, dst: RIP4, dport: 8080 }, { ttl: 64, flags: FIN | ACK })), fib.ifindex.priv).verdict).toBe('REDIRECT');
+    expect(connOf(45000)!.state).toBe(ConnState.FinWait);
+    // ...without looking the service up, so the client's next packet still does, and finds another service: as any
+    // ACK without a connection under rr, it is the kernel's.
+    step('client after the change', fromClient(ack), fib.ifindex.pub, 'PASS', fromClient(ack), 'pass_tcp_not_syn');
+  });
+
   it('ran the exact-bytes fixtures', () => {
     expect(fixtures).toBeGreaterThan(30);
   });

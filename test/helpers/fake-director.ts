@@ -61,6 +61,8 @@ export function fakeDirector(opts: { neighbours?: Record<string, string | null>;
     lblc_scratch: 1,
     svc_prefix: maxServices,
     svc_wild: 1,
+    nat_ctl: 1,
+    svc_gate: 1,
   };
   const backend = new MemoryMapBackend(Object.values(LB_MAPS).map((m) => ({ ...m, maxEntries: sizes[m.name] })));
   const maps = new LbMaps(backend);

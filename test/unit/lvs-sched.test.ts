@@ -249,6 +249,8 @@ describe('connection counts and the per-second upkeep', () => {
     conn(a, ConnState.Established, NOW - 1); // expired
     conn(b, ConnState.Established, NOW + 5e9, gen(b) + 7); // the slot's previous owner
     conn(b, ConnState.Udp, NOW + 5e9);
+    // Views read the data plane's counters as the per-second upkeep corrected them (no walk per request).
+    d.balancer.maintainConnections();
     const [svc] = d.balancer.listServices();
     expect(svc.servers.map((s) => [s.address, s.activeConns, s.inactiveConns])).toEqual([
       ['198.18.0.11', 1, 1],

@@ -22,7 +22,7 @@ async function withService() {
 
 function ringDests(d: ReturnType<typeof fakeDirector>) {
   const svc = d.maps.getService(d.maps.serviceKeys()[0]!)!;
-  return [...d.maps.readRing(svc.ring_slot)];
+  return [...d.maps.readRing(svc.ring_slot, svc.ring_len)];
 }
 
 describe('NAT real servers (-m)', () => {

@@ -58,7 +58,7 @@ async function director(opts: BalancerOptions = {}, routes = ROUTES) {
   await b.addService({ protocol: 'tcp', address: 'fd00::100', port: 80, scheduler: 'rr' });
   const ring = (svc: string) => {
     const key = maps.serviceKeys().find((k) => (svc === SVC ? k.family === 2 : k.family === 10))!;
-    return [...maps.readRing(maps.getService(key)!.ring_slot)];
+    return [...maps.readRing(maps.getService(key)!.ring_slot, maps.getService(key)!.ring_len)];
   };
   return { maps, resolver, b, ring };
 }
@@ -173,7 +173,7 @@ describe('tunnelled real servers (-i)', () => {
     const v = b.getService(SVC).servers[0]!;
     expect(v).toMatchObject({ method: 'tunnel', neighbour: { resolved: true } });
     const key = maps.serviceKeys().find((k) => k.family === 2)!;
-    const d = maps.getDest([...maps.readRing(maps.getService(key)!.ring_slot)][0]!);
+    const d = maps.getDest([...maps.readRing(maps.getService(key)!.ring_slot, maps.getService(key)!.ring_len)][0]!);
     expect(d.tun_src.toString('hex')).toBe(ip16('198.18.0.2'));
   });
 });
