@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 debs=(clang llvm libbpf-dev bpftool iproute2 ethtool curl procps nftables wrk)
 # vagrant checks the Vagrantfile (`vagrant validate --ignore-provider`, test/unit/vagrant.test.ts); no provider needed.
 debs+=(vagrant)
+# keepalived runs VRRP between the two directors of the failover lab (test/e2e/failover.test.ts, docs/keepalived.md).
+debs+=(keepalived)
 # clang -target bpf is not x86_64, so glibc's headers (reached through linux/icmp.h -> linux/if.h -> sys/socket.h)
 # ask for the 32-bit stubs; Debian ships them in libc6-dev-i386 on amd64.
 [ "$(uname -m)" = x86_64 ] && debs+=(libc6-dev-i386)
