@@ -193,6 +193,14 @@ struct {
 	__type(value, struct vs_svc_wild);
 } svc_wild SEC(".maps");
 
+/* 0 -> the interfaces the program runs on and their MACs (bpf/host.h). Written by the daemon at attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vs_if_macs);
+} if_macs SEC(".maps");
+
 /* Connections created or changed here (struct vs_sync_event records), while sync_ctl.enabled. Written here
  * (bpf/sync.h), drained by the daemon every few ms and sent to its peers (src/sync). 1 MiB: 13107 events of 72 bytes + an 8-byte header. */
 #define XDPVS_SYNC_RING_BYTES (1 << 20)

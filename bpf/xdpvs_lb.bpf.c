@@ -10,10 +10,12 @@
 #include "forward.h"
 #include "nat_reply.h"
 #include "stats.h"
+#include "host.h"
 
 /* Every step returns XDPVS_R_NEXT or the reason the packet leaves; only here is a reason turned into
- * an XDP action, and exactly one reason is counted per packet. An established flow's packet takes the
- * first path (filter, connection, destination); everything else looks its service up. */
+ * an XDP action, and exactly one reason is counted per packet. A frame for another host is left alone; an
+ * established flow's packet takes the first path (filter, connection, destination); everything else looks its
+ * service up. */
 SEC("xdp")
 int xdpvs_lb(struct xdp_md *ctx)
 {
@@ -24,7 +26,9 @@ int xdpvs_lb(struct xdp_md *ctx)
 	struct vs_conn *c = 0;
 	__u32 r;
 
-	r = parse_packet(ctx, &pkt);
+	r = frame_for_host(ctx);
+	if (r == XDPVS_R_NEXT)
+		r = parse_packet(ctx, &pkt);
 	if (r == XDPVS_R_NEXT)
 		r = service_gate(&pkt, &gate);
 	if (r == XDPVS_R_NEXT && gate)

@@ -85,8 +85,25 @@ enum xdpvs_reason {
 	XDPVS_R_PASS_NAT_KERNEL = 18,   /* NAT: reply the FIB does not forward here (no route, forwarding off, too big, TTL 1): untouched */
 	XDPVS_R_NAT_REPLY_TX = 19,      /* NAT: reply rewritten to the VIP, out of the receiving interface */
 	XDPVS_R_NAT_REPLY_REDIRECT = 20,/* NAT: reply rewritten to the VIP, out of another interface */
-	XDPVS_R_MAX = 21,
+	XDPVS_R_PASS_OTHER_HOST = 21,   /* unicast to another MAC (promiscuous interface, bridge flooding): not ours */
+	XDPVS_R_MAX = 22,
 };
+
+/* Interfaces the program is attached to, with their MACs (map `if_macs`): a unicast frame for another MAC is
+ * another host's, as the kernel would judge it (PACKET_OTHERHOST), and is never balanced. */
+#define XDPVS_MAX_IFACES 8
+struct vs_if_mac {
+	__u32 ifindex;
+	__u8 mac[6];
+	__u16 pad;
+};
+_Static_assert(sizeof(struct vs_if_mac) == 12, "vs_if_mac layout");
+
+struct vs_if_macs {
+	__u32 n; /* entries of e in use; 0: no filter (nothing attached yet, or a test run) */
+	struct vs_if_mac e[XDPVS_MAX_IFACES];
+};
+_Static_assert(sizeof(struct vs_if_macs) == 100, "vs_if_macs layout");
 
 /* Key of `services`: (VIP, port, protocol). IPv4 lives in addr[0], the other words are zero. */
 struct vs_service_key {

@@ -4,6 +4,7 @@
 import { buildMaglevTable } from '../../src/lb/maglev.js';
 import { loadObject, removePins, testRun, type LoadedObject } from '../../src/loader/program.js';
 import { REASONS, type Reason } from '../../src/maps/reasons.js';
+import { macFromText } from '../../src/net/iproute.js';
 import { Director, FWD, SCHED, XDP, ensureBpfObject, type RealServer, type ServiceSetup } from '../../src/testing/harness.js';
 import { TCP_FLAGS, flowPacket, hexdump } from '../../src/testing/packets.js';
 import { registerEmergencyCleanup } from '../lab/netns.js';
@@ -370,6 +371,11 @@ export async function runDataplane(opts: DataplaneOptions, log: (msg: string) =>
   const unregister = registerEmergencyCleanup(() => closeAll(loaded));
   try {
     setUpServices(d);
+    // As xdpvsd writes it: the other-host filter (bpf/host.h) runs in full on every case. Test runs without a
+    // ctx arrive on lo (ifindex 1); NAT replies on the FIB namespace's private side.
+    const ifaces = [{ ifindex: 1, mac: macFromText(DIRECTOR_MAC) }];
+    if (env.privIfindex !== undefined) ifaces.push({ ifindex: env.privIfindex, mac: macFromText(DIRECTOR_MAC) });
+    for (const dir of [d, loaded.noNat]) dir.maps.setInterfaceMacs(ifaces);
     loaded.noNat.addService({ id: SERVICES.dr4.id, vip: SERVICES.dr4.vip, port: SERVICES.dr4.port, proto: SERVICES.dr4.proto, servers: [{ id: 1, addr: rsAddr(4, 0), mac: rsMac(1) }] });
     const dirOf = (c: DpCase): Director => (c.noNat ? loaded.noNat : d);
     const implemented = new Map<ServiceName, boolean>();

@@ -6,6 +6,7 @@ import { ErrorCode, XdpvsError } from '../errors.js';
 import { parseWebhookUrl } from '../health/notify.js';
 import type { Level } from '../log.js';
 import { parseAddress, type Family } from '../lb/address.js';
+import { MAX_IFACES } from '../maps/structs.js';
 
 export const USAGE = `usage: xdpvsd --interface IFACE [--interface IFACE2] [options]
 
@@ -124,6 +125,7 @@ export function parseDaemonArgs(argv: string[]): DaemonArgs {
   const help = values.help ?? false;
   const interfaces = values.interface ?? [];
   if (!help && interfaces.length === 0) throw usageError('--interface is required');
+  if (interfaces.length > MAX_IFACES) throw usageError(`at most ${MAX_IFACES} --interface (got ${interfaces.length})`);
   const m = /^(.*):(\d+)$/.exec(values.listen!);
   if (!m) throw usageError(`--listen wants ADDR:PORT, not "${values.listen}"`);
   const listenPort = Number(m[2]);

@@ -15,7 +15,7 @@ import { ESTIMATOR_INTERVAL_MS } from '../lb/rates.js';
 import { attachXdp, detachXdp, ensureBpffs, loadObject, pinDirFor, removePins, type LoadedObject } from '../loader/program.js';
 import { LbMaps, directorMapShapes } from '../maps/lb-maps.js';
 import { createLogger, type Logger } from '../log.js';
-import { getLink } from '../net/iproute.js';
+import { getLink, macFromText } from '../net/iproute.js';
 import { natForwardingWarner } from '../net/forwarding.js';
 import { IprouteNeighbourResolver } from '../net/neighbours.js';
 import { LB_OBJECT, LB_PROGRAM, VERSION } from '../paths.js';
@@ -66,6 +66,11 @@ async function run(args: DaemonArgs, log: Logger): Promise<void> {
   const token = loadOrCreateToken(args.tokenFile);
   const expectShapes = directorMapShapes();
   const obj: LoadedObject = loadConnTableSized({ objectPath: LB_OBJECT, pinDir, programName: LB_PROGRAM, expectShapes }, args.connTableSize, args.interfaces[0]);
+  // Frames for other MACs (promiscuous ports, bridge flooding) are not ours to balance (bpf/host.h). An interface
+  // without a MAC (a tunnel device) has no other hosts' frames: left out, it is not filtered.
+  new LbMaps(obj.backend).setInterfaceMacs(
+    links.filter((l) => l.address && l.link_type !== 'none').map((l) => ({ ifindex: l.ifindex, mac: macFromText(l.address!) })),
+  );
   const attached = links.map((link) => {
     const r = attachXdp(link.ifindex, obj.programFd, args.xdpMode, { replace: true });
     if (r.warning) log('warn', r.warning, { interface: link.ifname });

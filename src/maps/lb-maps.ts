@@ -1,5 +1,6 @@
 // Typed access to the director's maps (names as in bpf/maps.h). The only place that knows which codec each map uses.
 
+import { ErrorCode, XdpvsError } from '../errors.js';
 import { UpdateFlag, perCpuStride, type BpfMap, type InnerMap, type MapBackend } from './backend.js';
 import { NatGate } from './nat-gate.js';
 import { svcGateOf, SVC_GATE_SIZE, type SvcGate } from './svc-gate.js';
@@ -16,6 +17,9 @@ import {
   ServiceKey,
   Stats,
   SyncCtl,
+  IfMac,
+  IfMacs,
+  MAX_IFACES,
   type ConfigV,
   type ConnV,
   type DestV,
@@ -49,6 +53,7 @@ export const LB_MAPS = {
   config: { name: 'config', kind: 'array', keySize: 4, valueSize: Config.size },
   nat_ctl: { name: 'nat_ctl', kind: 'array', keySize: 4, valueSize: 4 },
   svc_gate: { name: 'svc_gate', kind: 'array', keySize: 4, valueSize: SVC_GATE_SIZE },
+  if_macs: { name: 'if_macs', kind: 'array', keySize: 4, valueSize: IfMacs.size },
   ...SCHED_MAPS,
 } as const satisfies Record<string, MapSpec>;
 
@@ -148,6 +153,20 @@ export class LbMaps {
   /** Whether the data plane checks packets for no service for NAT replies (some destination is NAT). */
   get natInUse(): boolean {
     return this.#nat.on;
+  }
+
+  /**
+   * The interfaces the program runs on and their MACs: unicast frames for other MACs are passed untouched
+   * (bpf/host.h). An empty list turns the filter off.
+   */
+  setInterfaceMacs(ifaces: readonly { ifindex: number; mac: Buffer }[]): void {
+    if (ifaces.length > MAX_IFACES) {
+      throw new XdpvsError(ErrorCode.Invalid, `at most ${MAX_IFACES} interfaces (got ${ifaces.length})`);
+    }
+    const v = Buffer.alloc(IfMacs.size);
+    v.writeUInt32LE(ifaces.length, 0);
+    ifaces.forEach((f, i) => IfMac.encodeInto(v, 4 + i * IfMac.size, { ifindex: f.ifindex, mac: f.mac }));
+    this.backend.map(LB_MAPS.if_macs.name).update(u32Key(0), v);
   }
 
   get maxServices(): number {

@@ -22,6 +22,7 @@ export const REASONS = [
   'pass_nat_kernel',
   'nat_reply_tx',
   'nat_reply_redirect',
+  'pass_other_host',
 ] as const;
 
 export type Reason = (typeof REASONS)[number];

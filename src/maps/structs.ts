@@ -108,6 +108,20 @@ export const SyncEvent = struct('vs_sync_event', {
   expires_ns: u64,
 });
 
+/** XDPVS_MAX_IFACES: interfaces `if_macs` holds. */
+export const MAX_IFACES = 8;
+/** One interface of `if_macs` (bpf/host.h). */
+export const IfMac = struct('vs_if_mac', {
+  ifindex: u32,
+  mac,
+  pad: pad(2),
+});
+/** Value of `if_macs`: n entries of IfMac follow n (written whole by LbMaps.setInterfaceMacs). */
+export const IfMacs = struct('vs_if_macs', {
+  n: u32,
+  e: pad(MAX_IFACES * IfMac.size),
+});
+
 /** Value of `sync_ctl`. */
 export const SyncCtl = struct('vs_sync_ctl', {
   enabled: u32,
@@ -124,7 +138,7 @@ export type StatsV = ReturnType<typeof Stats.decode>;
 export type ConfigV = ReturnType<typeof Config.decode>;
 
 /** Every shared struct, for the BTF check. */
-export const ALL_STRUCTS = [ServiceKey, Service, Dest, FlowKey, Conn, NatRev, Stats, SchedState, Config, SvcGateValue, SyncEvent, SyncCtl, ...SCHED_STRUCTS] as const;
+export const ALL_STRUCTS = [ServiceKey, Service, Dest, FlowKey, Conn, NatRev, Stats, SchedState, Config, SvcGateValue, SyncEvent, SyncCtl, IfMac, IfMacs, ...SCHED_STRUCTS] as const;
 
 /** enum xdpvs_conn_state, by value. */
 export const CONN_STATES = ['NONE', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE', 'UDP'] as const;

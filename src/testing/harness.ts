@@ -195,14 +195,23 @@ export class Director {
     return this.maps.reasonCounts();
   }
 
-  run(packet: Buffer): RunResult {
+  /** One BPF_PROG_TEST_RUN; `ingress`: the ifindex the frame arrives on (an existing device; none by default). */
+  run(packet: Buffer, opts: { ingress?: number } = {}): RunResult {
     const before = this.reasonCounts();
-    const r = testRun(this.#loaded.programFd, packet);
+    const r = testRun(this.#loaded.programFd, packet, opts.ingress ? { ctxIn: xdpMdCtx(packet.length, opts.ingress) } : {});
     const after = this.reasonCounts();
     const reasons: Partial<Record<Reason, number>> = {};
     for (const name of REASONS) if (after[name] !== before[name]) reasons[name] = after[name] - before[name];
     return { verdict: VERDICT_NAMES[r.retval] ?? (`retval ${r.retval}` as Verdict), out: Buffer.from(r.dataOut), reasons };
   }
+}
+
+/** A struct xdp_md for BPF_PROG_TEST_RUN's ctx_in: the packet's bounds and the ingress interface. */
+export function xdpMdCtx(packetLength: number, ingressIfindex: number): Buffer {
+  const ctx = Buffer.alloc(24); // data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+  ctx.writeUInt32LE(packetLength, 4);
+  ctx.writeUInt32LE(ingressIfindex, 12);
+  return ctx;
 }
 
 /** Throws, with both packets in hex, unless the program gave `verdict`, left exactly `expected` and counted `reason` once. */

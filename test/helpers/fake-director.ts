@@ -63,6 +63,7 @@ export function fakeDirector(opts: { neighbours?: Record<string, string | null>;
     svc_wild: 1,
     nat_ctl: 1,
     svc_gate: 1,
+    if_macs: 1,
   };
   const backend = new MemoryMapBackend(Object.values(LB_MAPS).map((m) => ({ ...m, maxEntries: sizes[m.name] })));
   const maps = new LbMaps(backend);
