@@ -6,6 +6,9 @@
 // gracePeriod(): membarrier on a worker thread), covering every ticket issued before it started; while tickets wait,
 // the next one starts as soon as the last ends, so a table becomes reusable one to two grace periods after its switch.
 
+/** A grace period on the calling thread is used while it costs less than this (ms, moving average). */
+const NOW_BUDGET_MS = 1;
+
 export class GracePeriods {
   /** The last ticket issued. */
   private issued = 0;
@@ -14,10 +17,46 @@ export class GracePeriods {
   private running = false;
   private waiters: { ticket: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
 
+  /** What a grace period on the calling thread has cost lately (ms, moving average); Infinity once it failed. */
+  private nowCostMs = 0;
+  private nowCalls = 0;
+
   constructor(
     private readonly wait: () => Promise<void>,
     private readonly onError: (e: unknown) => void = () => undefined,
+    private readonly waitNow?: () => void,
   ) {}
+
+  /**
+   * Ends a grace period here and now, blocking the event loop for it, when that has been quick so far (a kernel
+   * with expedited RCU: tens of microseconds, far less than handing the wait to a worker thread and back on a busy
+   * machine). Every ticket issued before the call becomes safe. False when it is not worth it (or not possible):
+   * the caller waits the asynchronous way.
+   */
+  settleNow(): boolean {
+    if (!this.waitNow || this.nowCostMs > NOW_BUDGET_MS) return false;
+    const covers = this.issued;
+    const started = performance.now();
+    try {
+      this.waitNow();
+    } catch (e) {
+      this.nowCostMs = Infinity;
+      this.onError(e);
+      return false;
+    }
+    const ms = performance.now() - started;
+    // The first call also pays for setting the call up (the FFI binding's first use): not a grace period's cost.
+    if (++this.nowCalls > 1) this.nowCostMs = this.nowCalls === 2 ? ms : 0.8 * this.nowCostMs + 0.2 * ms;
+    this.complete(covers);
+    return true;
+  }
+
+  private complete(covers: number): void {
+    this.completed = Math.max(this.completed, covers);
+    const ready = this.waiters.filter((w) => w.ticket <= this.completed);
+    this.waiters = this.waiters.filter((w) => w.ticket > this.completed);
+    for (const w of ready) w.resolve();
+  }
 
   /** Call right after a switch: the ticket of "everything that may have seen the state before it". Starts a grace period. */
   ticket(): number {
@@ -46,10 +85,7 @@ export class GracePeriods {
     this.wait().then(
       () => {
         this.running = false;
-        this.completed = Math.max(this.completed, covers);
-        const ready = this.waiters.filter((w) => w.ticket <= this.completed);
-        this.waiters = this.waiters.filter((w) => w.ticket > this.completed);
-        for (const w of ready) w.resolve();
+        this.complete(covers);
         this.kick();
       },
       (e: unknown) => {

@@ -16,6 +16,8 @@ import { GracePeriods } from './grace-periods.js';
 
 /** Tables one service may hold at once: 2 fixed, the rest borrowed (65,537-slot Maglev tables are 256 KiB each). */
 export const MAX_TABLES_PER_SERVICE = 24;
+/** How long a change waits for a table of its service to be left by packets before it borrows a spare one. */
+const GRACE_PATIENCE_MS = 10;
 /** A borrowed table not written for this long is given back. */
 const SPARE_IDLE_MS = 10_000;
 
@@ -60,7 +62,8 @@ export class RingTables {
     private readonly maps: LbMaps,
     private readonly now: () => number = () => Date.now(),
   ) {
-    this.grace = new GracePeriods(() => maps.backend.gracePeriod());
+    const waitNow = maps.backend.gracePeriodNow?.bind(maps.backend);
+    this.grace = new GracePeriods(() => maps.backend.gracePeriod(), undefined, waitNow);
     const total = maps.backend.map(LB_MAPS.rings.name).maxEntries;
     this.firstSpare = 2 * maps.maxServices;
     this.freeSpare = Array.from({ length: Math.max(0, total - this.firstSpare) }, (_, i) => this.firstSpare + i);
@@ -153,6 +156,11 @@ export class RingTables {
         t.contents = null;
         return t;
       }
+      // A table packets just left is usually free within a fraction of a millisecond (the grace period runs off the
+      // event loop, which a change's synchronous table build keeps busy): a short wait beats creating, placing and
+      // fully writing a spare. Only when grace periods are slow (a busy machine, RCU not expedited) is one borrowed.
+      const leaving = st.tables.filter((t) => t !== st.active && t.map.maxEntries >= len);
+      if (leaving.length > 0 && (this.grace.settleNow() || (await this.safeWithin(Math.min(...leaving.map((t) => t.ticket)), GRACE_PATIENCE_MS)))) continue;
       const slot = this.freeSlot(svcId, st);
       if (slot !== undefined) {
         const map = this.maps.backend.createInnerArray(LB_MAPS.rings.name, capacityFor(len));
@@ -171,6 +179,24 @@ export class RingTables {
       const waiting = st.tables.filter((t) => t !== st.active).map((t) => t.ticket);
       await this.grace.whenSafe(Math.min(...waiting));
     }
+  }
+
+  /** Whether ticket becomes safe within ms (false at once if the kernel refused a grace period). */
+  private safeWithin(ticket: number, ms: number): Promise<boolean> {
+    if (this.grace.isSafe(ticket)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      this.grace.whenSafe(ticket).then(
+        () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+        () => {
+          clearTimeout(timer);
+          resolve(false);
+        },
+      );
+    });
   }
 
   private freeSlot(svcId: number, st: ServiceTables): number | undefined {
@@ -307,6 +333,18 @@ export class RingTables {
       if (out > 0) this.scheduleTrim();
     }, SPARE_IDLE_MS);
     this.trimTimer.unref();
+  }
+
+  /**
+   * Resolves once packets read only the active table of service svcId and the others have caught up with it: the
+   * state in which a change writes just its own slots (the benchmark waits for it between changes).
+   */
+  async settled(svcId: number): Promise<void> {
+    const st = this.services.get(svcId);
+    if (!st) return;
+    await this.grace.whenSafe(Math.max(0, ...st.tables.filter((t) => t !== st.active).map((t) => t.ticket)));
+    // The catch-ups the grace period released were queued on the chain before this continuation ran.
+    await st.chain;
   }
 
   /** Stops the trim timer (the balancer's owner is shutting down). */

@@ -30,6 +30,7 @@ import {
   numPossibleCpus,
   objGet,
   rcuGracePeriodAsync,
+  rcuGracePeriodNow,
 } from './libbpf.js';
 
 let cpuCount: number | undefined;
@@ -455,6 +456,11 @@ export class KernelMapBackend implements MapBackend {
 
   async gracePeriod(): Promise<void> {
     const ret = await rcuGracePeriodAsync();
+    if (ret < 0) throw cError(ErrorCode.Bpf, 'membarrier', ret, 'cannot wait for an RCU grace period (MEMBARRIER_CMD_GLOBAL)');
+  }
+
+  gracePeriodNow(): void {
+    const ret = rcuGracePeriodNow();
     if (ret < 0) throw cError(ErrorCode.Bpf, 'membarrier', ret, 'cannot wait for an RCU grace period (MEMBARRIER_CMD_GLOBAL)');
   }
 

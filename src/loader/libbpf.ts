@@ -803,6 +803,11 @@ export async function rcuGracePeriodAsync(): Promise<number> {
   return r < 0 ? -osConstants.errno.ENOSYS : 0;
 }
 
+/** membarrier(MEMBARRIER_CMD_GLOBAL) on the calling thread: 0, or -ENOSYS where it cannot wait. */
+export function rcuGracePeriodNow(): number {
+  return Number(syscall4(NR_MEMBARRIER, MEMBARRIER_CMD_GLOBAL, 0, 0)) < 0 ? -osConstants.errno.ENOSYS : 0;
+}
+
 const asyncC = {
   bpf_map_update_elem: lib.func('bpf_map_update_elem', 'int', ['int', 'void *', 'void *', 'uint64_t']),
   bpf_map_delete_elem: lib.func('bpf_map_delete_elem', 'int', ['int', 'void *']),

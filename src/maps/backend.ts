@@ -58,6 +58,11 @@ export interface MapBackend {
   placeInners(outer: string, slots: readonly { index: number; inner: InnerMap | null }[]): Promise<void>;
   /** Resolves once an RCU grace period has passed: every program run that had started before the call has ended. */
   gracePeriod(): Promise<void>;
+  /**
+   * The same, on the calling thread: returns once the grace period has ended, blocking meanwhile. Only worth it
+   * where grace periods are short (RCU expedited); GracePeriods measures that. Absent where there is none to wait.
+   */
+  gracePeriodNow?(): void;
   /** Releases every file descriptor this backend holds (pins and attachments stay). */
   close(): void;
 }

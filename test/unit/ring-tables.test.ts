@@ -79,6 +79,31 @@ describe('GracePeriods', () => {
     expect(g.isSafe(t)).toBe(false);
     expect(errors).toHaveLength(1);
   });
+  it('settleNow ends a grace period on the calling thread while that is quick, and stops once it is not', async () => {
+    let nowCalls = 0;
+    let slow = false;
+    const g = new GracePeriods(() => new Promise<void>(() => undefined), undefined, () => {
+      nowCalls++;
+      if (slow) {
+        const end = performance.now() + 3;
+        while (performance.now() < end);
+      }
+    });
+    const t = g.ticket();
+    let resolved = false;
+    void g.whenSafe(t).then(() => (resolved = true));
+    expect(g.settleNow()).toBe(true);
+    expect(g.isSafe(t)).toBe(true);
+    await flush();
+    expect(resolved).toBe(true);
+    slow = true;
+    g.ticket();
+    expect(g.settleNow()).toBe(true); // measured: 3 ms, over the budget
+    const later = g.ticket();
+    expect(g.settleNow()).toBe(false);
+    expect(g.isSafe(later)).toBe(false);
+    expect(nowCalls).toBe(2);
+  });
 });
 
 describe('RingTables', () => {
@@ -116,7 +141,7 @@ describe('RingTables', () => {
     expect(read(record.slot, 100)).toEqual([...c]);
   });
 
-  it('never writes a table packets may still read: a change before the grace period ends takes another table', async () => {
+  it('never writes a table packets may still read: it waits a little for the grace period, then takes another table', async () => {
     const { backend, rings, record, switchTo, read } = setup();
     const t = (v: number) => new Uint32Array(20).fill(v);
     await rings.publish(2, t(1), switchTo);
@@ -129,11 +154,13 @@ describe('RingTables', () => {
     const slotOf3 = record.slot;
     expect(slotOf3).not.toBe(slotOf2);
 
-    // t(2)'s table was switched away from and no grace period has ended since; t(3)'s is read now.
+    // t(2)'s table was switched away from and no grace period ends: after a short wait the change borrows a table,
+    // whose placement into `rings` is itself a grace period in the kernel.
     const p4 = rings.publish(2, t(4), switchTo);
-    await flush();
+    await new Promise((r) => setTimeout(r, 30));
     expect(record.slot).toBe(slotOf3);
     expect(backend.waiting).toBeGreaterThan(0);
+    backend.manual = false;
     backend.endGrace();
     await p4;
     expect([slotOf2, slotOf3]).not.toContain(record.slot);
@@ -141,8 +168,26 @@ describe('RingTables', () => {
     // What packets may have been reading was left as it was.
     expect(read(slotOf2, 20)).toEqual(new Array(20).fill(2));
     expect(read(slotOf3, 20)).toEqual(new Array(20).fill(3));
+    rings.close();
+  });
+
+  it('a grace period that ends within the wait lets the change reuse the table packets left (no spare)', async () => {
+    const { backend, rings, record, switchTo } = setup();
+    const t = (v: number) => new Uint32Array(20).fill(v);
+    await rings.publish(2, t(1), switchTo);
+    await rings.publish(2, t(2), switchTo);
+    const slotOf1 = record.slot === 4 ? 5 : 4;
+    backend.manual = true;
+    const slotOf2 = record.slot;
+    const p3 = rings.publish(2, t(3), switchTo);
+    await flush();
     backend.manual = false;
     backend.endGrace();
+    await p3;
+    expect(record.slot).toBe(slotOf1);
+    const p4 = rings.publish(2, t(4), switchTo); // t(2)'s table: its grace period ends on its own now
+    await p4;
+    expect(record.slot).toBe(slotOf2);
     rings.close();
   });
 
