@@ -371,9 +371,11 @@ export async function runDataplane(opts: DataplaneOptions, log: (msg: string) =>
   const unregister = registerEmergencyCleanup(() => closeAll(loaded));
   try {
     setUpServices(d);
-    // As xdpvsd writes it: the other-host filter (bpf/host.h) runs in full on every case. Test runs without a
-    // ctx arrive on lo (ifindex 1); NAT replies on the FIB namespace's private side.
-    const ifaces = [{ ifindex: 1, mac: macFromText(DIRECTOR_MAC) }];
+    // The other-host filter (bpf/host.h) filled as xdpvsd fills it for a two-sided director: the public side and
+    // the FIB namespace's private side (where NAT replies arrive, MAC compared). Test runs without a ctx arrive on
+    // lo, which is not listed, so they walk the list and are let in: with repeat > 1 the program re-runs on its own
+    // output, whose destination is the real server's MAC, and a listed lo would pass every run after the first.
+    const ifaces = [{ ifindex: 0x7fff_fff0, mac: macFromText(DIRECTOR_MAC) }];
     if (env.privIfindex !== undefined) ifaces.push({ ifindex: env.privIfindex, mac: macFromText(DIRECTOR_MAC) });
     for (const dir of [d, loaded.noNat]) dir.maps.setInterfaceMacs(ifaces);
     loaded.noNat.addService({ id: SERVICES.dr4.id, vip: SERVICES.dr4.vip, port: SERVICES.dr4.port, proto: SERVICES.dr4.proto, servers: [{ id: 1, addr: rsAddr(4, 0), mac: rsMac(1) }] });
