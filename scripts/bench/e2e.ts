@@ -188,6 +188,11 @@ async function buildLab(log: (m: string) => void): Promise<Lab> {
   log(`end to end: lab ${lab.id} (namespaces xv${lab.id}-*)`);
   try {
     const servers = await startRealServers(lab, { port: PORT });
+    // wrk opening a connection per request leaves the client (it closes first) with a TIME_WAIT socket per
+    // request: ~37,000 a run, more than the default 28,232 ephemeral ports, so later rounds ran out of ports and
+    // stalled on SYN retransmissions — the same for every set-up, direct included. A load generator's usual
+    // settings: the whole port range, and TIME_WAIT ports reused for new connections (timestamps keep it safe).
+    await nsRun(lab.client.ns, 'sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1']);
     // GRO keeps the director's veth NAPI (and its thread) whether or not an XDP program is attached, and a veth
     // hands the skbs it transmits to its peer's NAPI only when it does no TSO itself (veth_skb_is_eligible_for_gro):
     // with both, what the switch sends the director is received in the director's NAPI thread, XDP or not.
