@@ -233,8 +233,8 @@ export async function runControlPlane(opts: ControlPlaneOptions, log: (msg: stri
       const weight: number[] = [];
       const del: number[] = [];
       const base = `/v1/services/${svcId(plan)}/servers`;
-      // Three cycles first, not counted: the JIT compiles the paths a change takes, as in a daemon that has run a while.
-      for (let k = 0; k < 3; k++) {
+      // Ten cycles first, not counted: the JIT compiles the paths a change takes, as in a daemon that has run a while.
+      for (let k = 0; k < 10; k++) {
         const addr = rsAddress(plan.idx, 3000 + k);
         await request(app, 'POST', base, { address: addr, port: 80, method: 'dr', weight: 1 });
         await request(app, 'PATCH', `${base}/${addr}:80`, { weight: 2 });

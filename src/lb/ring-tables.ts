@@ -38,6 +38,15 @@ interface ServiceTables {
   chain: Promise<unknown>;
 }
 
+/** `from` copied into `to` when it has the same length (no new 256 KiB array per change), else a copy. */
+function copyInto(to: Uint32Array | null, from: Uint32Array): Uint32Array {
+  if (to && to.length === from.length) {
+    to.set(from);
+    return to;
+  }
+  return from.slice();
+}
+
 /** Entries a table of `len` entries gets: room to grow a little, so that tables whose length changes (wrr) rarely need a new map. */
 function capacityFor(len: number): number {
   if (len <= 16) return 16;
@@ -96,7 +105,7 @@ export class RingTables {
     }
     const t = await this.spareFor(svcId, st, table.length);
     this.lastSlotsWritten = writeTableSlots(t.map, table, t.contents);
-    t.contents = table.slice();
+    t.contents = copyInto(t.contents, table);
     t.lastWritten = this.now();
     switchTo(t.slot, table.length);
     const left = st.active;
@@ -117,7 +126,7 @@ export class RingTables {
           if (this.services.get(svcId) !== st || !cur?.contents || left === cur || !st.tables.includes(left)) return;
           if (!this.grace.isSafe(left.ticket) || left.map.maxEntries < cur.contents.length) return;
           this.catchUpSlots += writeTableSlots(left.map, cur.contents, left.contents);
-          left.contents = cur.contents.slice();
+          left.contents = copyInto(left.contents, cur.contents);
         }).catch(() => {
           // Unknown contents: the next write to it is a full one.
           left.contents = null;

@@ -93,13 +93,21 @@ function sumPerCpu(raw: Buffer | undefined, cpus: number): StatsV {
   return total;
 }
 
+let scratchKeys = new Uint32Array(0);
+let scratchValues = new Uint32Array(0);
+
 /**
  * Writes table into inner with one batch update: only the indexes where it differs from `held` (what inner holds
  * now, null when unknown). Returns how many slots were written.
  */
 export function writeTableSlots(inner: BpfMap, table: Uint32Array, held: Uint32Array | null): number {
-  const keys = new Uint32Array(table.length);
-  const values = new Uint32Array(table.length);
+  // Scratch reused from call to call: two fresh 256 KiB arrays per change made the collector run every other one.
+  if (scratchKeys.length < table.length) {
+    scratchKeys = new Uint32Array(table.length);
+    scratchValues = new Uint32Array(table.length);
+  }
+  const keys = scratchKeys;
+  const values = scratchValues;
   let n = 0;
   for (let i = 0; i < table.length; i++) {
     if (held && i < held.length && held[i] === table[i]) continue;
