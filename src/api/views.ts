@@ -225,6 +225,7 @@ export const SyncStatusSchema = z
     counters: z
       .object({
         events: count("events read from the data plane's ring"),
+        peerStarts: count('peers heard starting (a new sender id): each time every live connection is sent to the peers'),
         ringDrops: count('events the data plane lost to a full ring'),
         queueDrops: count('events dropped because the send queue was full'),
         refreshed: count('live connections announced again by the periodic refresh'),

@@ -27,6 +27,10 @@ export const DEFAULT_MAX_QUEUE = 65536;
 export const DEFAULT_REFRESH_MS = 60_000;
 /** Most datagrams sent to each peer per interval: 256 x 15 entries every 20 ms is 192000 connections/s. */
 const MAX_DATAGRAMS_PER_TICK = 256;
+/** A peer seen starting (a new sender id) is sent every live connection, at most this often (ms). */
+const PEER_START_DUMP_MS = 1_000;
+/** Sender ids remembered to tell a peer's start from its next datagram; past it the set starts again. */
+const MAX_SENDERS = 1024;
 /** Most peer entries remembered between two refreshes (the default connection table's size); past it, see #learnt. */
 const MAX_LEARNT = 262144;
 
@@ -58,6 +62,8 @@ export interface ConnSyncOptions {
 export interface SyncCounters {
   /** Events read from the data plane's ring. */
   events: number;
+  /** Peers seen starting (a datagram under a sender id not seen before): each time every live connection is sent. */
+  peerStarts: number;
   /** Events the data plane could not queue: the ring was full (map `sync_drops`). */
   ringDrops: number;
   /** Events dropped here: the send queue was full. */
@@ -132,6 +138,9 @@ export class ConnSync {
   #dir: { at: number; dir: Directory } | null = null;
   /** When the refresh last ran (data plane clock, ns): entries with a packet since then are announced again. */
   #refreshedAt = 0;
+  /** Peers' sender ids heard so far (a new one is a peer that started), and when a dump last went out (ms). */
+  readonly #senders = new Set<bigint>();
+  #lastDumpMs = -Infinity;
   /**
    * Flows written from a peer's datagram since the last refresh (key bytes as latin1 -> the last_ns written). The
    * refresh skips those still as written, so a peer's own connections are not sent back to it; the data plane
@@ -141,6 +150,7 @@ export class ConnSync {
   #learnt = new Map<string, number>();
   readonly #c: SyncCounters = {
     events: 0,
+    peerStarts: 0,
     ringDrops: 0,
     queueDrops: 0,
     refreshed: 0,
@@ -195,6 +205,9 @@ export class ConnSync {
       throw e;
     }
     s.#refreshedAt = s.#nowNs();
+    // A hello: peers that hold connections (this director was down, or is new) send them now, not at their next
+    // refresh up to a minute later — the VIP may be coming back to this director sooner than that.
+    if (opts.peers.length > 0) s.#send([]);
     s.#timer = setInterval(() => s.#tick(), opts.intervalMs ?? DEFAULT_INTERVAL_MS);
     s.#timer.unref();
     return s;
@@ -289,6 +302,32 @@ export class ConnSync {
   }
 
   /**
+   * A peer started (or this daemon hears it for the first time): it may hold none of the connections, so every
+   * live one is queued, those learnt from peers included (the peer may be where they came from). Rate-limited:
+   * a dump goes to every peer, so peers starting together share one.
+   */
+  #dumpForPeer(): void {
+    if (!this.#ring) return;
+    const nowMs = this.#nowMs();
+    if (nowMs - this.#lastDumpMs < PEER_START_DUMP_MS) return;
+    this.#lastDumpMs = nowMs;
+    const now = this.#nowNs();
+    const max = this.#opts.maxQueue ?? DEFAULT_MAX_QUEUE;
+    let n = 0;
+    for (const [k, v] of entriesOf(this.#tables.conns)) {
+      const c = Conn.decode(v);
+      if (c.expires_ns <= now) continue;
+      if (this.#queue.length >= max) {
+        this.#c.queueDrops++;
+        continue;
+      }
+      this.#queue.push({ ...FlowKey.decode(k), state: c.state, dest_id: c.dest_id, dest_gen: c.dest_gen, svc_id: c.svc_id, last_ns: c.last_ns, expires_ns: c.expires_ns });
+      n++;
+    }
+    this.#c.refreshed += n;
+  }
+
+  /**
    * Queues again every live connection that saw a packet since the last refresh (read from `conns`, as the upkeep
    * does each second), except those written from a peer's datagram and untouched since. Returns how many were
    * queued.
@@ -367,6 +406,12 @@ export class ConnSync {
     if (verdict === 'stale') this.#c.rejectedStale++;
     if (verdict === 'replay' || verdict === 'own') this.#c.rejectedReplay++;
     if (verdict !== 'fresh') return;
+    if (!this.#senders.has(d.header.sender)) {
+      if (this.#senders.size >= MAX_SENDERS) this.#senders.clear();
+      this.#senders.add(d.header.sender);
+      this.#c.peerStarts++;
+      this.#dumpForPeer();
+    }
     this.#c.receivedEntries += d.entries.length;
     const dir = this.#directory();
     const nowNs = this.#nowNs();

@@ -104,9 +104,12 @@ function mac(key: Buffer, body: Buffer): Buffer {
   return createHmac('sha256', key).update(body).digest();
 }
 
-/** One datagram of 1..MAX_ENTRIES entries, authenticated with key. */
+/**
+ * One datagram of 0..MAX_ENTRIES entries, authenticated with key. None: a hello, which a daemon sends when it
+ * starts so that its peers send it their live connections at once.
+ */
 export function encodeDatagram(key: Buffer, header: SyncHeader, entries: readonly SyncEntry[]): Buffer {
-  if (entries.length < 1 || entries.length > MAX_ENTRIES) throw new RangeError(`a sync datagram holds 1..${MAX_ENTRIES} entries, not ${entries.length}`);
+  if (entries.length > MAX_ENTRIES) throw new RangeError(`a sync datagram holds 0..${MAX_ENTRIES} entries, not ${entries.length}`);
   const bodyLen = HEADER_SIZE + entries.length * ENTRY_SIZE;
   const out = Buffer.alloc(bodyLen + MAC_SIZE);
   out.writeUInt32BE(MAGIC, 0);
@@ -126,11 +129,11 @@ export function encodeDatagram(key: Buffer, header: SyncHeader, entries: readonl
  * MAC does not match (another key, or altered).
  */
 export function decodeDatagram(key: Buffer, buf: Buffer): DecodeResult {
-  if (buf.length < HEADER_SIZE + ENTRY_SIZE + MAC_SIZE || buf.length > MAX_DATAGRAM) return { ok: false, reason: 'malformed' };
+  if (buf.length < HEADER_SIZE + MAC_SIZE || buf.length > MAX_DATAGRAM) return { ok: false, reason: 'malformed' };
   if (buf.readUInt32BE(0) !== MAGIC || buf.readUInt8(4) !== VERSION) return { ok: false, reason: 'malformed' };
   const count = buf.readUInt8(5);
   const bodyLen = HEADER_SIZE + count * ENTRY_SIZE;
-  if (count < 1 || count > MAX_ENTRIES || buf.length !== bodyLen + MAC_SIZE) return { ok: false, reason: 'malformed' };
+  if (count > MAX_ENTRIES || buf.length !== bodyLen + MAC_SIZE) return { ok: false, reason: 'malformed' };
   if (!timingSafeEqual(mac(key, buf.subarray(0, bodyLen)), buf.subarray(bodyLen))) return { ok: false, reason: 'auth' };
   const header: SyncHeader = {
     sender: buf.readBigUInt64BE(8),

@@ -131,8 +131,9 @@ describe.skipIf(!mustRun)('connection sync between two director programs', () =>
 
     expect(sa.flush()).toBe(1); // both events of the flow, coalesced into its latest state
     await until('B to apply the entry', () => sb.status().counters.applied >= 1);
-    expect(sa.status().counters).toMatchObject({ events: 2, sentEntries: 1, sentDatagrams: 1, ringDrops: 0, queueDrops: 0 });
-    expect(sb.status().counters).toMatchObject({ receivedDatagrams: 1, receivedEntries: 1, applied: 1, rejectedAuth: 0, rejectedReplay: 0 });
+    // Two datagrams: A's hello at start (to which B, a listener only, sends nothing back), then the flow.
+    expect(sa.status().counters).toMatchObject({ events: 2, sentEntries: 1, sentDatagrams: 2, ringDrops: 0, queueDrops: 0 });
+    expect(sb.status().counters).toMatchObject({ receivedDatagrams: 2, receivedEntries: 1, applied: 1, peerStarts: 1, rejectedAuth: 0, rejectedReplay: 0 });
 
     const raw = b.d.maps.conns.lookup(flowKey(40001, 80));
     expect(raw, "B's conns entry for the flow").toBeDefined();
@@ -160,6 +161,47 @@ describe.skipIf(!mustRun)('connection sync between two director programs', () =>
     expect(b.d.run(toDirector(MAC_B, { ...flow, flags: TCP_FLAGS.FIN | TCP_FLAGS.ACK })).verdict).toBe('TX');
     expect(Conn.decode(b.d.maps.conns.lookup(flowKey(40001, 80))!).state).toBe(ConnState.FinWait);
     expect(sb.refresh()).toBe(1);
+  });
+
+  it('a director that starts later gets the live connections at once: its hello makes the peer send them all', async () => {
+    const a = side(MAC_A, 0, 80, [{ id: 3, ...RS1 }]);
+    const b = side(MAC_B, 5, 80, [{ id: 21, ...RS1, gen: 9 }]);
+    cleanup.push(() => a.d.close(), () => b.d.close());
+    // B's port, chosen now: A sends there while B is down, as a master does while its backup is being restarted.
+    const probe = dgram.createSocket('udp4');
+    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', () => r()));
+    const portB = probe.address().port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const sa = await ConnSync.start({
+      backend: a.d.maps.backend,
+      directory: () => a.directory,
+      key: KEY,
+      listen: { host: '127.0.0.1', port: 0 },
+      peers: [{ host: '127.0.0.1', port: portB }],
+      intervalMs: 1_000_000,
+    });
+    cleanup.push(() => sa.stop());
+    const flow = { src: CLIENT, dst: VIP, proto: 'tcp' as const, sport: 40010, dport: 80 };
+    a.d.run(toDirector(MAC_A, { ...flow, flags: TCP_FLAGS.SYN }));
+    a.d.run(toDirector(MAC_A, { ...flow, flags: TCP_FLAGS.ACK }));
+    expect(sa.flush()).toBe(1); // to nobody: B is not up
+
+    const sb = await ConnSync.start({
+      backend: b.d.maps.backend,
+      directory: () => b.directory,
+      key: KEY,
+      listen: { host: '127.0.0.1', port: portB },
+      peers: [{ host: '127.0.0.1', port: sa.listenPort! }],
+      intervalMs: 1_000_000,
+    });
+    cleanup.push(() => sb.stop());
+    await until("A to hear B's hello", () => sa.status().counters.peerStarts === 1);
+    expect(sa.flush()).toBe(1);
+    await until('B to apply the entry', () => sb.status().counters.applied === 1);
+    expect(Conn.decode(b.d.maps.conns.lookup(flowKey(40010, 80))!)).toMatchObject({ dest_id: 21, dest_gen: 9, svc_id: 5, state: ConnState.Established });
+    // B heard A for the first time too (A's dump): B has nothing of its own to send back.
+    expect(sb.status().counters.peerStarts).toBe(1);
+    expect(sb.flush()).toBe(0);
   });
 
   it('a NAT flow also gets its reverse entry on B, so the real server\'s replies are recognised', async () => {

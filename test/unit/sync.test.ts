@@ -83,7 +83,10 @@ describe('sync datagrams', () => {
     expect(MAX_ENTRIES).toBe(15);
     const full = encodeDatagram(KEY, HEADER, Array.from({ length: MAX_ENTRIES }, (_, i) => entry({ clientPort: 1000 + i })));
     expect(full.length).toBeLessThanOrEqual(MAX_DATAGRAM);
-    expect(() => encodeDatagram(KEY, HEADER, [])).toThrow(RangeError);
+    // No entry: a hello, authenticated like any other datagram.
+    const hello = encodeDatagram(KEY, HEADER, []);
+    expect(decodeDatagram(KEY, hello)).toMatchObject({ ok: true, entries: [] });
+    expect(decodeDatagram(randomBytes(32), hello)).toEqual({ ok: false, reason: 'auth' });
     expect(() => encodeDatagram(KEY, HEADER, Array.from({ length: MAX_ENTRIES + 1 }, () => entry()))).toThrow(RangeError);
   });
 
