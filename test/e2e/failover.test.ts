@@ -106,6 +106,17 @@ function asDirector(d: FailoverHost): LabHost {
   return { ...d, name: 'director' };
 }
 
+/** xdpvsd's arguments on director i: its keepalived.conf, and connection sync with the other for wlc. */
+function daemonArgs(env: Env, algo: Algo, i: number): string[] {
+  const d = env.lab.directors[i];
+  const peer = env.lab.directors[1 - i];
+  const sync =
+    algo === 'wlc'
+      ? ['--sync-listen', `${d.ip4}:${SYNC_PORT}`, '--sync-peer', `${peer.ip4}:${SYNC_PORT}`, '--sync-key', join(env.dir, 'sync.key')]
+      : [];
+  return ['--keepalived-conf', join(env.dir, `${d.name}.conf`), ...sync];
+}
+
 /** The lab up: real servers, both directors' xdpvsd (with sync for wlc), keepalived on both; dir1 MASTER. */
 async function bringUp(env: Env, algo: Algo): Promise<void> {
   const { lab, dir } = env;
@@ -124,12 +135,7 @@ async function bringUp(env: Env, algo: Algo): Promise<void> {
     const conf = join(dir, `${d.name}.conf`);
     writeFileSync(conf, renderDirectorConf(template, { addresses, ...roles[i], lbAlgo: algo }));
     confs.push(conf);
-    const peer = lab.directors[1 - i];
-    const sync =
-      algo === 'wlc'
-        ? ['--sync-listen', `${d.ip4}:${SYNC_PORT}`, '--sync-peer', `${peer.ip4}:${SYNC_PORT}`, '--sync-key', keyFile]
-        : [];
-    env.daemons.push(await startDirector({ id: lab.id, director: asDirector(d) }, { extraArgs: ['--keepalived-conf', conf, ...sync] }));
+    env.daemons.push(await startDirector({ id: lab.id, director: asDirector(d) }, { extraArgs: daemonArgs(env, algo, i) }));
   }
   // The master first, so that it is MASTER before the backup listens (the backup would otherwise wait out a
   // master-down interval and then preempt back: the same end state, later).
@@ -257,6 +263,77 @@ async function failover(algo: Algo, how: How): Promise<void> {
   }
 }
 
+/**
+ * The way back: dir1 dies, dir2 takes over, a new long-lived connection opens through dir2 (dir1 never sees it),
+ * then dir1's xdpvsd and keepalived come back and keepalived preempts (priority 100 > 50). dir1's xdpvsd says
+ * hello at start and dir2 sends it every live connection (docs/sync.md), so the connection opened on dir2 goes on
+ * through dir1 after the VIP moves back. Without the hello dir1 would learn it only at dir2's next refresh (60 s).
+ */
+async function wayBack(): Promise<void> {
+  const env: Env = { lab: await createFailoverLab({ realServers: 2 }), dir: mkdtempSync(join(tmpdir(), 'xdpvs-failover-')), daemons: [], keepaliveds: [] };
+  envs.push(env);
+  let client2: Client | undefined;
+  try {
+    const { lab } = env;
+    const [dir1, dir2] = lab.directors;
+    await bringUp(env, 'wlc');
+    // Traffic through dir1 first, so the client holds a neighbour entry for the VIP that the takeover's ARP moves.
+    const client1 = (env.client = startClient(lab, 40_000));
+    await waitFor("the first client's tick connection", () => client1.events.some((e) => e.kind === 'ready'), 10_000);
+    await sleep(1_000);
+
+    const since = env.keepaliveds[1].log().length;
+    const [oldKeepalived, oldDaemon] = [env.keepaliveds[0], env.daemons[0]];
+    await Promise.all([oldKeepalived.kill(), oldDaemon.kill('SIGKILL')]);
+    await env.keepaliveds[1].waitState('MASTER', MASTER_DOWN_MS + 5_000, since);
+    await waitFor('the client to send the VIP to dir2', async () => (await clientNeighbourMac(lab, lab.vip4)) === dir2.mac, 5_000, 100);
+
+    // A connection made while dir1 is down.
+    client2 = startClient(lab, 40_000);
+    const c2 = client2;
+    await waitFor("the second client's tick connection", () => c2.events.some((e) => e.kind === 'ready'), 10_000);
+    const port2 = c2.events.find((e) => e.kind === 'ready')!.port!;
+    await sleep(1_000);
+
+    // dir1's xdpvsd again (same pins and state file, as after a crash): its hello brings dir2's connections.
+    const restarted = await startDirector({ id: lab.id, director: asDirector(dir1) }, { workDir: oldDaemon.workDir, extraArgs: daemonArgs(env, 'wlc', 0) });
+    env.daemons[0] = restarted;
+    await waitFor(
+      "the second client's connection in dir1's table, from dir2, well before dir2's 60 s refresh",
+      async () => (await restarted.admOk(['-Lnc'])).includes(`${lab.client.ip4}:${port2}`),
+      5_000,
+      100,
+    );
+
+    const inPkts = async () => Number(parseLn(await restarted.admOk(['-Ln', '--stats']))[0].fields[1]);
+    const before = await inPkts();
+
+    // dir1's keepalived: MASTER with the higher priority, it takes the VIP back at once.
+    const newKeepalived = await startKeepalived(dir1.ns, join(env.dir, `${dir1.name}.conf`));
+    env.keepaliveds.push(newKeepalived);
+    await newKeepalived.waitState('MASTER', 10_000);
+    await waitFor('the client to send the VIP to dir1 again', async () => (await clientNeighbourMac(lab, lab.vip4)) === dir1.mac, 5_000, 100);
+    const backAt = Date.now();
+    await sleep(4_000);
+    c2.stop();
+
+    const context = `\nway back: VIP on dir1 again at 0; second client's events:\n${describeEvents(c2.events, backAt)}\nclient stderr: ${c2.stderr()}`;
+    expect(c2.events.filter((e) => e.kind === 'tick-end'), context).toEqual([]);
+    const ticks = c2.events.filter((e) => e.kind === 'tick');
+    const first = ticks[0];
+    expect(ticks.filter((e) => e.at > backAt + 500).length, context).toBeGreaterThan(20);
+    for (const t of ticks) {
+      expect({ server: t.server, conn: t.conn, peerPort: t.peerPort }, context).toEqual({ server: first.server, conn: first.conn, peerPort: first.peerPort });
+    }
+    ticks.forEach((t, i) => expect(t.count, context).toBe(first.count! + i));
+    // dir1 carries the traffic again: its service's InPkts moved once the VIP came back.
+    expect(await inPkts(), context).toBeGreaterThan(before);
+  } finally {
+    client2?.stop();
+    await teardown(env);
+  }
+}
+
 const envs: Env[] = [];
 
 describe.skipIf(skip)('director failover with keepalived VRRP', () => {
@@ -301,6 +378,8 @@ describe.skipIf(skip)('director failover with keepalived VRRP', () => {
       await teardown(env);
     }
   }, 60_000);
+
+  it('wlc, the way back: the old master restarts and preempts; a connection opened on the backup goes on', () => wayBack(), 90_000);
 
   for (const algo of ['mh', 'wlc'] as const) {
     it(`${algo}: the master's keepalived and xdpvsd killed (SIGKILL); the backup takes over, connections go on`, () => failover(algo, 'kill'), 60_000);
