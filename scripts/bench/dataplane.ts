@@ -5,7 +5,7 @@ import { buildMaglevTable } from '../../src/lb/maglev.js';
 import { loadObject, removePins, testRun, type LoadedObject } from '../../src/loader/program.js';
 import { REASONS, type Reason } from '../../src/maps/reasons.js';
 import { macFromText } from '../../src/net/iproute.js';
-import { Director, FWD, SCHED, XDP, ensureBpfObject, type RealServer, type ServiceSetup } from '../../src/testing/harness.js';
+import { Director, FWD, SCHED, XDP, ensureBpfObject, xdpMdCtx, type RealServer, type ServiceSetup } from '../../src/testing/harness.js';
 import { TCP_FLAGS, flowPacket, hexdump } from '../../src/testing/packets.js';
 import { registerEmergencyCleanup } from '../lab/netns.js';
 import { removeBenchPins } from './dataplane-netns.js';
@@ -229,13 +229,6 @@ function setUpServices(d: Director): Map<ServiceName, ServiceSetup> {
 }
 
 
-/** A struct xdp_md for BPF_PROG_TEST_RUN's ctx_in: the packet arrives on `ifindex` (queue 0). */
-function xdpCtx(packetLength: number, ifindex: number): Buffer {
-  const ctx = Buffer.alloc(24); // data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
-  ctx.writeUInt32LE(packetLength, 4);
-  ctx.writeUInt32LE(ifindex, 12);
-  return ctx;
-}
 
 /** Where the section runs: the FIB namespace's interface real servers' replies arrive on (NAT's reply path). */
 export interface DataplaneEnv {
@@ -432,7 +425,7 @@ export async function runDataplane(opts: DataplaneOptions, log: (msg: string) =>
         if (c.reply) {
           if (env.privIfindex === undefined) throw new Error(`${c.label}: needs the FIB namespace (run through the bench, not alone)`);
           pkt = replyTo(est.out);
-          ctx = xdpCtx(pkt.length, env.privIfindex);
+          ctx = xdpMdCtx(pkt.length, env.privIfindex);
         }
         packet = () => pkt;
         probePkt = pkt;

@@ -100,11 +100,3 @@ export async function enterFibNetns(): Promise<FibNetns> {
   }
 }
 
-/** A struct xdp_md for BPF_PROG_TEST_RUN's ctx_in: the packet arrives on `ingressIfindex` (queue 0). */
-export function xdpCtx(packetLength: number, ingressIfindex: number): Buffer {
-  const ctx = Buffer.alloc(24); // data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
-  ctx.writeUInt32LE(0, 0);
-  ctx.writeUInt32LE(packetLength, 4);
-  ctx.writeUInt32LE(ingressIfindex, 12);
-  return ctx;
-}

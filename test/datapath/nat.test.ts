@@ -7,10 +7,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { testRun } from '../../src/loader/program.js';
 import { REASONS, type Reason } from '../../src/maps/reasons.js';
 import { Conn, ConnState, DEST_F_MAC_VALID, Dest, FlowKey, type ConnV } from '../../src/maps/structs.js';
-import { Director, FWD, XDP, expectRun, familyOf, ip16, isRoot, mustRun, type RunResult, type ServiceSetup, type Verdict } from '../../src/testing/harness.js';
+import { Director, FWD, XDP, expectRun, familyOf, ip16, isRoot, mustRun, xdpMdCtx, type RunResult, type ServiceSetup, type Verdict } from '../../src/testing/harness.js';
 import { ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAGS, ethernet, ipv4, ipv6, macBytes, tcp, udp } from '../../src/testing/packets.js';
 import { expectChecksumsValid, recomputeChecksums } from './checksum.js';
-import { FIB, enterFibNetns, xdpCtx, type FibNetns } from './fib-netns.js';
+import { FIB, enterFibNetns, type FibNetns } from './fib-netns.js';
 
 if (!isRoot) {
   console.warn(
@@ -138,7 +138,7 @@ describe.skipIf(!mustRun)('NAT in xdpvs_lb (BPF_PROG_TEST_RUN)', () => {
   /** Runs one packet once (repeat 1: a second run would see the rewritten packet) as arriving on `ingress`. */
   function run(packet: Buffer, ingress: number): RunResult {
     const before = d.reasonCounts();
-    const r = testRun(d.programFd, packet, { ctxIn: xdpCtx(packet.length, ingress) });
+    const r = testRun(d.programFd, packet, { ctxIn: xdpMdCtx(packet.length, ingress) });
     const after = d.reasonCounts();
     const reasons: Partial<Record<Reason, number>> = {};
     for (const name of REASONS) if (after[name] !== before[name]) reasons[name] = after[name] - before[name];
