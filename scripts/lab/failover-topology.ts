@@ -5,18 +5,11 @@ import { join } from 'node:path';
 import {
   addNetns,
   addVethPair,
-  delNetns,
-  delNetnsSync,
+  claimLab,
   ethtoolFeatures,
-  forgetLab,
   ip,
-  netnsExists,
   newLabId,
   nsRun,
-  reapStaleLabs,
-  recordLab,
-  registerEmergencyCleanup,
-  removeLabDirs,
   repoRoot,
   sysctl,
   type RunOptions,
@@ -107,27 +100,8 @@ export async function createFailoverLab(opts: FailoverLabOptions = {}): Promise<
   const hosts: FailoverHost[] = [client, ...directors, ...rsHosts];
   const allNs = [...hosts.map((h) => h.ns), switchNs];
 
-  reapStaleLabs();
-  const taken = allNs.filter((ns) => netnsExists(ns));
-  if (taken.length > 0) throw new Error(`lab: namespaces already exist: ${taken.join(', ')} (lab id ${id} in use)`);
-  recordLab(id, { namespaces: allNs });
-  const unregister = registerEmergencyCleanup(() => {
-    removeLabDirs(id);
-    for (const ns of allNs) delNetnsSync(ns);
-    forgetLab(id);
-  });
-  let destroying: Promise<void> | undefined;
-  const destroy = (): Promise<void> => {
-    destroying ??= (async () => {
-      const errors: unknown[] = [];
-      removeLabDirs(id); // the daemons' pins, while the directors' namespaces still own their inode numbers
-      for (const ns of allNs) await delNetns(ns).catch((e: unknown) => errors.push(e));
-      unregister();
-      if (errors.length > 0) throw errors[0];
-      forgetLab(id);
-    })();
-    return destroying;
-  };
+  // What an earlier run killed with SIGKILL left behind goes first; this lab is recorded before it exists.
+  const destroy = claimLab(id, allNs);
 
   try {
     await addNetns(switchNs);

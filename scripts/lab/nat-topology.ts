@@ -4,18 +4,11 @@ import { join } from 'node:path';
 import {
   addNetns,
   addVethPair,
-  delNetns,
-  delNetnsSync,
+  claimLab,
   ethtoolFeatures,
-  forgetLab,
   ip,
-  netnsExists,
   newLabId,
   nsRun,
-  reapStaleLabs,
-  recordLab,
-  registerEmergencyCleanup,
-  removeLabDirs,
   repoRoot,
   sysctl,
   waitFor,
@@ -133,27 +126,8 @@ export async function createNatLab(opts: NatLabOptions = {}): Promise<NatLab> {
   const hosts = [client, director, ...realServers];
   const allNs = [...hosts.map((h) => h.ns), publicSwitchNs, privateSwitchNs];
 
-  reapStaleLabs();
-  const taken = allNs.filter((ns) => netnsExists(ns));
-  if (taken.length > 0) throw new Error(`lab: namespaces already exist: ${taken.join(', ')} (lab id ${id} in use)`);
-  recordLab(id, { namespaces: allNs });
-  const unregister = registerEmergencyCleanup(() => {
-    removeLabDirs(id);
-    for (const ns of allNs) delNetnsSync(ns);
-    forgetLab(id);
-  });
-  let destroying: Promise<void> | undefined;
-  const destroy = (): Promise<void> => {
-    destroying ??= (async () => {
-      const errors: unknown[] = [];
-      removeLabDirs(id);
-      for (const ns of allNs) await delNetns(ns).catch((e: unknown) => errors.push(e));
-      unregister();
-      if (errors.length > 0) throw errors[0];
-      forgetLab(id);
-    })();
-    return destroying;
-  };
+  // What an earlier run killed with SIGKILL left behind goes first; this lab is recorded before it exists.
+  const destroy = claimLab(id, allNs);
 
   try {
     for (const sw of [publicSwitchNs, privateSwitchNs]) await addSwitch(sw);

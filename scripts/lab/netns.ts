@@ -422,6 +422,37 @@ export function forgetLab(id: string): void {
   rmSync(recordPath(id), { force: true });
 }
 
+/**
+ * Claims the namespaces of lab `id` before any exists: reaps what dead owners left, refuses names in use, records
+ * them (for the next lab's reaper, should this process be killed) and registers their removal on a signal.
+ * Returns the lab's destroy(): the recorded directories (while the namespaces still own the inode numbers that name
+ * them), then the namespaces in the given order, then the record. Idempotent; the first error is rethrown.
+ */
+export function claimLab(id: string, namespaces: readonly string[]): () => Promise<void> {
+  reapStaleLabs();
+  const taken = namespaces.filter((ns) => netnsExists(ns));
+  if (taken.length > 0) throw new Error(`lab: namespaces already exist: ${taken.join(', ')} (lab id ${id} in use)`);
+  recordLab(id, { namespaces: [...namespaces] });
+  const unregister = registerEmergencyCleanup(() => {
+    removeLabDirs(id);
+    for (const ns of namespaces) delNetnsSync(ns);
+    forgetLab(id);
+  });
+  let destroying: Promise<void> | undefined;
+  return () => {
+    destroying ??= (async () => {
+      const errors: unknown[] = [];
+      removeLabDirs(id);
+      // Hosts first where callers list them first: deleting a host namespace deletes its end of the veth too.
+      for (const ns of namespaces) await delNetns(ns).catch((e: unknown) => errors.push(e));
+      unregister();
+      if (errors.length > 0) throw errors[0];
+      forgetLab(id);
+    })();
+    return destroying;
+  };
+}
+
 /** Removes everything recorded by labs whose owner process is gone. Returns the ids it cleaned. */
 export function reapStaleLabs(): string[] {
   let files: string[];

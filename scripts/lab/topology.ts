@@ -4,18 +4,11 @@ import { join } from 'node:path';
 import {
   addNetns,
   addVethPair,
-  delNetns,
-  delNetnsSync,
+  claimLab,
   ethtoolFeatures,
-  forgetLab,
   ip,
-  netnsExists,
   newLabId,
   nsRun,
-  reapStaleLabs,
-  recordLab,
-  registerEmergencyCleanup,
-  removeLabDirs,
   repoRoot,
   sysctl,
   waitFor,
@@ -142,30 +135,8 @@ export async function createDrLab(opts: DrLabOptions = {}): Promise<DrLab> {
   const hosts = [client, director, ...realServers];
   const allNs = [...hosts.map((h) => h.ns), switchNs];
 
-  // What an earlier run killed with SIGKILL left behind goes first; then this lab is recorded before it exists.
-  reapStaleLabs();
-  const taken = allNs.filter((ns) => netnsExists(ns));
-  if (taken.length > 0) throw new Error(`lab: namespaces already exist: ${taken.join(', ')} (lab id ${id} in use)`);
-  recordLab(id, { namespaces: allNs });
-  const unregister = registerEmergencyCleanup(() => {
-    removeLabDirs(id);
-    for (const ns of allNs) delNetnsSync(ns);
-    forgetLab(id);
-  });
-  let destroying: Promise<void> | undefined;
-  const destroy = (): Promise<void> => {
-    destroying ??= (async () => {
-      const errors: unknown[] = [];
-      // Whatever the daemon left (pins, runtime file) while the director's namespace still owns its inode number.
-      removeLabDirs(id);
-      // Hosts first: deleting a host namespace deletes its eth0 and with it the peer in the switch.
-      for (const ns of allNs) await delNetns(ns).catch((e: unknown) => errors.push(e));
-      unregister();
-      if (errors.length > 0) throw errors[0];
-      forgetLab(id);
-    })();
-    return destroying;
-  };
+  // What an earlier run killed with SIGKILL left behind goes first; this lab is recorded before it exists.
+  const destroy = claimLab(id, allNs);
 
   try {
     await addNetns(switchNs);

@@ -6,20 +6,16 @@ import { join } from 'node:path';
 import {
   addNetns,
   addVethPair,
-  delNetns,
-  delNetnsSync,
+  claimLab,
   ethtoolFeatures,
-  forgetLab,
   ip,
   netnsExists,
   netnsInode,
   netnsPath,
   newLabId,
   nsRun,
-  reapStaleLabs,
   recordLab,
   registerEmergencyCleanup,
-  removeLabDirs,
   repoRoot,
   run,
   stopChild,
@@ -144,28 +140,8 @@ export async function createTunLab(opts: TunLabOptions = {}): Promise<TunLab> {
   const hosts = [client, director, ...realServers];
   const allNs = [...hosts.map((h) => h.ns), routerNs, swA, swB];
 
-  reapStaleLabs();
-  const taken = allNs.filter((ns) => netnsExists(ns));
-  if (taken.length > 0) throw new Error(`lab: namespaces already exist: ${taken.join(', ')} (lab id ${id} in use)`);
-  recordLab(id, { namespaces: allNs });
-  const unregister = registerEmergencyCleanup(() => {
-    removeLabDirs(id);
-    for (const ns of allNs) delNetnsSync(ns);
-    forgetLab(id);
-  });
-  let destroying: Promise<void> | undefined;
-  const destroy = (): Promise<void> => {
-    destroying ??= (async () => {
-      const errors: unknown[] = [];
-      // Pins named by namespace inodes go while the namespaces still hold those inodes.
-      removeLabDirs(id);
-      for (const ns of allNs) await delNetns(ns).catch((e: unknown) => errors.push(e));
-      unregister();
-      if (errors.length > 0) throw errors[0];
-      forgetLab(id);
-    })();
-    return destroying;
-  };
+  // What an earlier run killed with SIGKILL left behind goes first; this lab is recorded before it exists.
+  const destroy = claimLab(id, allNs);
 
   try {
     for (const sw of [swA, swB]) {
