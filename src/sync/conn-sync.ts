@@ -9,7 +9,7 @@ import { checkMapShape } from '../loader/kernel-backend.js';
 import { RingReader } from '../loader/ring-buffer.js';
 import { UpdateFlag, perCpuStride, type BpfMap, type MapBackend } from '../maps/backend.js';
 import { entriesOf } from '../maps/sched-maps.js';
-import { Conn, FlowKey, SyncCtl, SyncEvent } from '../maps/structs.js';
+import { Conn, FlowKey, SyncCtl, SyncEvent, type ConnV } from '../maps/structs.js';
 import { applyEntry, entryFlowKey, entryLastNs, type ApplyOutcome, type ConnTables } from './apply.js';
 import { Directory, type DirectoryService } from './directory.js';
 import { ReplayGuard, type Verdict } from './replay.js';
@@ -311,20 +311,7 @@ export class ConnSync {
     const nowMs = this.#nowMs();
     if (nowMs - this.#lastDumpMs < PEER_START_DUMP_MS) return;
     this.#lastDumpMs = nowMs;
-    const now = this.#nowNs();
-    const max = this.#opts.maxQueue ?? DEFAULT_MAX_QUEUE;
-    let n = 0;
-    for (const [k, v] of entriesOf(this.#tables.conns)) {
-      const c = Conn.decode(v);
-      if (c.expires_ns <= now) continue;
-      if (this.#queue.length >= max) {
-        this.#c.queueDrops++;
-        continue;
-      }
-      this.#queue.push({ ...FlowKey.decode(k), state: c.state, dest_id: c.dest_id, dest_gen: c.dest_gen, svc_id: c.svc_id, last_ns: c.last_ns, expires_ns: c.expires_ns });
-      n++;
-    }
-    this.#c.refreshed += n;
+    this.#c.refreshed += this.#queueLive(this.#nowNs(), () => true);
   }
 
   /**
@@ -338,20 +325,25 @@ export class ConnSync {
     this.#refreshedAt = now;
     const learnt = this.#learnt;
     this.#learnt = new Map();
+    const n = this.#queueLive(now, (k, c) => c.last_ns > since && learnt.get(k.toString('latin1')) !== c.last_ns);
+    this.#c.refreshed += n;
+    return n;
+  }
+
+  /** Queues every connection of `conns` alive at `now` that `keep` accepts, as events; returns how many. */
+  #queueLive(now: number, keep: (key: Buffer, c: ConnV) => boolean): number {
     const max = this.#opts.maxQueue ?? DEFAULT_MAX_QUEUE;
     let n = 0;
     for (const [k, v] of entriesOf(this.#tables.conns)) {
-      const key = FlowKey.decode(k);
       const c = Conn.decode(v);
-      if (c.expires_ns <= now || c.last_ns <= since || learnt.get(k.toString('latin1')) === c.last_ns) continue;
+      if (c.expires_ns <= now || !keep(k, c)) continue;
       if (this.#queue.length >= max) {
         this.#c.queueDrops++;
         continue;
       }
-      this.#queue.push({ ...key, state: c.state, dest_id: c.dest_id, dest_gen: c.dest_gen, svc_id: c.svc_id, last_ns: c.last_ns, expires_ns: c.expires_ns });
+      this.#queue.push({ ...FlowKey.decode(k), state: c.state, dest_id: c.dest_id, dest_gen: c.dest_gen, svc_id: c.svc_id, last_ns: c.last_ns, expires_ns: c.expires_ns });
       n++;
     }
-    this.#c.refreshed += n;
     return n;
   }
 
